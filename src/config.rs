@@ -1,0 +1,566 @@
+//! The `[default.sessions]` table: fields, defaults and validation.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rocket::figment::error::{Actual, Kind};
+use rocket::figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The key under which the configuration lives in Rocket's figment.
+pub(crate) const FIGMENT_KEY: &str = "sessions";
+
+/// Session configuration, read from the `sessions` table of Rocket's
+/// configuration (`[default.sessions]` in `Rocket.toml`, or
+/// `ROCKET_SESSIONS='{idle_timeout=600}'` in the environment).
+///
+/// Every field is optional; durations are whole seconds. Unknown keys are
+/// rejected at launch, naming the key.
+///
+/// ```toml
+/// [default.sessions]
+/// database_url = "postgres://app@127.0.0.1:5432/app"
+/// idle_timeout = 1800
+/// absolute_timeout = 86400
+///
+/// [debug.sessions]
+/// # Plain HTTP on a developer's machine: a Secure cookie would never
+/// # come back, so turn Secure off for the debug profile only.
+/// secure = false
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// PostgreSQL connection string, as a URL
+    /// (`postgres://user:password@host:port/database`) or in key-value form.
+    ///
+    /// _Default:_ none; PostgreSQL mode needs it.
+    pub database_url: Option<String>,
+    /// Most connections the pool opens.
+    ///
+    /// _Default:_ four per CPU core.
+    pub pool_size: usize,
+    /// Seconds to wait for a new database connection.
+    ///
+    /// _Default:_ `5`.
+    pub connect_timeout: u64,
+    /// Seconds any single store operation may take, waiting for a pooled
+    /// connection included. Past it the request gets a 503.
+    ///
+    /// _Default:_ `5`.
+    pub operation_timeout: u64,
+    /// The sessions table, optionally schema-qualified (`auth.sessions`).
+    /// Lowercase letters, digits and `_`, at most 40 characters per part.
+    ///
+    /// _Default:_ `"sessions"`.
+    pub table: String,
+    /// Whether to apply the bundled migrations at launch.
+    ///
+    /// _Default:_ `true`.
+    pub migrate: bool,
+    /// The cookie's name.
+    ///
+    /// _Default:_ `"__Host-session"` when `secure` is on, `cookie_path` is
+    /// `/` and no `cookie_domain` is set (the prefix makes browsers enforce
+    /// exactly that); `"session"` otherwise.
+    pub cookie_name: Option<String>,
+    /// The cookie's `Path` attribute.
+    ///
+    /// _Default:_ `"/"`.
+    pub cookie_path: String,
+    /// The cookie's `Domain` attribute.
+    ///
+    /// _Default:_ none: the cookie goes back only to the host that set it.
+    pub cookie_domain: Option<String>,
+    /// The cookie's `Secure` attribute, independent of whether Rocket
+    /// itself terminates TLS (a proxy in front usually does).
+    ///
+    /// _Default:_ `true`.
+    pub secure: bool,
+    /// The cookie's `HttpOnly` attribute.
+    ///
+    /// _Default:_ `true`.
+    pub http_only: bool,
+    /// The cookie's `SameSite` attribute: `"strict"`, `"lax"` or `"none"`
+    /// (which requires `secure`).
+    ///
+    /// _Default:_ `"lax"`.
+    pub same_site: SameSite,
+    /// Seconds without a request after which a session ends.
+    ///
+    /// _Default:_ `1800` (30 minutes).
+    pub idle_timeout: u64,
+    /// Seconds after creation at which a session ends however active it
+    /// is; a new id from `regenerate()` does not reset it. At most 400 days,
+    /// the longest cookie lifetime browsers keep.
+    ///
+    /// _Default:_ `86400` (one day).
+    pub absolute_timeout: u64,
+    /// Seconds that must pass since a session was last written before a
+    /// read moves its idle expiry forward (and re-issues the cookie). Must
+    /// be below `idle_timeout`.
+    ///
+    /// _Default:_ `60`.
+    pub touch_interval: u64,
+}
+
+/// The cookie's `SameSite` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    /// Sent only with requests that start on the same site.
+    Strict,
+    /// Also sent on top-level navigations from other sites.
+    Lax,
+    /// Sent with cross-site requests too; needs `secure`.
+    None,
+}
+
+const MAX_LIFETIME: u64 = 400 * 24 * 60 * 60;
+const MAX_TABLE_PART: usize = 40;
+
+impl Default for Config {
+    fn default() -> Config {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Config {
+            database_url: None,
+            pool_size: cores * 4,
+            connect_timeout: 5,
+            operation_timeout: 5,
+            table: "sessions".into(),
+            migrate: true,
+            cookie_name: None,
+            cookie_path: "/".into(),
+            cookie_domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            idle_timeout: 1800,
+            absolute_timeout: 86400,
+            touch_interval: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the `sessions` table of a figment; an absent
+    /// table gives the defaults (which still need a `database_url`).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field that is unknown, has the
+    /// wrong type, or holds a value that is not allowed.
+    pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
+        let config = if figment.find_value(FIGMENT_KEY).is_ok() {
+            figment
+                .extract_inner::<Config>(FIGMENT_KEY)
+                .map_err(ConfigError::from_figment)?
+        } else {
+            Config::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values against each other and against what browsers
+    /// accept.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, problem: &str| Err(ConfigError::new(field, problem));
+
+        if let Some(url) = &self.database_url {
+            if tokio_postgres::Config::from_str(url).is_err() {
+                return bad(
+                    "database_url",
+                    "is not a valid PostgreSQL connection string",
+                );
+            }
+        }
+        if self.pool_size == 0 {
+            return bad("pool_size", "must be at least 1");
+        }
+        for (field, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("operation_timeout", self.operation_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("absolute_timeout", self.absolute_timeout),
+        ] {
+            if value == 0 {
+                return bad(field, "must be at least 1 second");
+            }
+        }
+        if self.idle_timeout > MAX_LIFETIME || self.absolute_timeout > MAX_LIFETIME {
+            let field = if self.idle_timeout > MAX_LIFETIME {
+                "idle_timeout"
+            } else {
+                "absolute_timeout"
+            };
+            return bad(
+                field,
+                "must be at most 400 days (34560000 seconds), the most browsers keep a cookie",
+            );
+        }
+        if self.touch_interval >= self.idle_timeout {
+            return bad(
+                "touch_interval",
+                "must be less than idle_timeout, or sessions expire before they are touched",
+            );
+        }
+        if !valid_table(&self.table) {
+            return bad(
+                "table",
+                "must be a lowercase name of letters, digits and `_` (at most 40 characters), optionally schema-qualified",
+            );
+        }
+
+        let name = self.cookie_name();
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(is_token_char) {
+            return bad(
+                "cookie_name",
+                "must be 1 to 64 letters, digits or the characters !#$%&'*+-.^_`|~",
+            );
+        }
+        if !self.cookie_path.starts_with('/') || !self.cookie_path.bytes().all(is_attribute_char) {
+            return bad(
+                "cookie_path",
+                "must start with `/` and hold no `;`, spaces or control characters",
+            );
+        }
+        if let Some(domain) = &self.cookie_domain {
+            if domain.is_empty() || !domain.bytes().all(|b| is_attribute_char(b) && b != b'/') {
+                return bad(
+                    "cookie_domain",
+                    "must be a host name without `;`, `/`, spaces or control characters",
+                );
+            }
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return bad(
+                "same_site",
+                "\"none\" requires secure = true; browsers reject it otherwise",
+            );
+        }
+        if name.starts_with("__Host-") {
+            if !self.secure {
+                return bad("cookie_name", "a __Host- name requires secure = true");
+            }
+            if self.cookie_domain.is_some() {
+                return bad("cookie_name", "a __Host- name forbids cookie_domain");
+            }
+            if self.cookie_path != "/" {
+                return bad("cookie_name", "a __Host- name requires cookie_path = \"/\"");
+            }
+        }
+        if name.starts_with("__Secure-") && !self.secure {
+            return bad("cookie_name", "a __Secure- name requires secure = true");
+        }
+        Ok(())
+    }
+
+    /// The cookie name in effect: `cookie_name`, or the default described
+    /// on that field.
+    pub fn cookie_name(&self) -> &str {
+        match &self.cookie_name {
+            Some(name) => name,
+            None if self.secure && self.cookie_path == "/" && self.cookie_domain.is_none() => {
+                "__Host-session"
+            }
+            None => "session",
+        }
+    }
+
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout)
+    }
+
+    /// The database URL with any password replaced, for messages.
+    pub fn redacted_database_url(&self) -> String {
+        match self
+            .database_url
+            .as_deref()
+            .map(tokio_postgres::Config::from_str)
+        {
+            Some(Ok(config)) => redact(&config),
+            Some(Err(_)) => "<invalid connection string>".into(),
+            None => "<none>".into(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.redacted_database_url())
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("table", &self.table)
+            .field("migrate", &self.migrate)
+            .field("cookie_name", &self.cookie_name())
+            .field("cookie_path", &self.cookie_path)
+            .field("cookie_domain", &self.cookie_domain)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("touch_interval", &self.touch_interval)
+            .finish()
+    }
+}
+
+/// Renders a parsed connection string as a URL without its password.
+pub(crate) fn redact(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+
+    let user = config.get_user().unwrap_or("");
+    let password = if config.get_password().is_some() {
+        ":***"
+    } else {
+        ""
+    };
+    let at = if user.is_empty() && password.is_empty() {
+        ""
+    } else {
+        "@"
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            }
+        })
+        .collect();
+    let db = config.get_dbname().unwrap_or("");
+    format!("postgres://{user}{password}{at}{}/{db}", hosts.join(","))
+}
+
+fn valid_table(table: &str) -> bool {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= MAX_TABLE_PART
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !p.as_bytes()[0].is_ascii_digit()
+    };
+    match table.split_once('.') {
+        Some((schema, name)) => part_ok(schema) && part_ok(name),
+        None => part_ok(table),
+    }
+}
+
+/// RFC 6265's `token`: visible ASCII without separators.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// What an attribute value may hold: visible ASCII without `;`.
+fn is_attribute_char(b: u8) -> bool {
+    b.is_ascii_graphic() && b != b';'
+}
+
+/// A configuration problem: which field, and what is wrong with it.
+///
+/// The message names the field and the rule, never the offending value, so
+/// that a secret put in the wrong place is not printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: String,
+    problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &str, problem: &str) -> ConfigError {
+        ConfigError {
+            field: field.to_string(),
+            problem: problem.to_string(),
+        }
+    }
+
+    /// The offending field, as `sessions.<name>`.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// Translates figment's error, dropping the value it quotes.
+    fn from_figment(err: rocket::figment::Error) -> ConfigError {
+        let path = err
+            .path
+            .iter()
+            .filter(|p| *p != FIGMENT_KEY)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(".");
+        let problem = match &err.kind {
+            Kind::UnknownField(name, _) => {
+                return ConfigError::new(name, "is not a known setting of the sessions table");
+            }
+            Kind::InvalidType(actual, expected) => {
+                format!("expected {expected}, found {}", kind_of(actual))
+            }
+            Kind::InvalidValue(actual, expected) => {
+                format!("expected {expected}, found another {}", kind_of(actual))
+            }
+            Kind::UnknownVariant(_, expected) => format!("must be one of {}", expected.join(", ")),
+            Kind::InvalidLength(_, expected) => format!("expected {expected}"),
+            Kind::MissingField(name) => return ConfigError::new(name, "is missing"),
+            Kind::DuplicateField(name) => return ConfigError::new(name, "is given twice"),
+            _ => "is not valid here".to_string(),
+        };
+        let field = if path.is_empty() {
+            "(table)".to_string()
+        } else {
+            path
+        };
+        ConfigError { field, problem }
+    }
+}
+
+fn kind_of(actual: &Actual) -> &'static str {
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a decimal number",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "a value of another kind",
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid session configuration: `{FIGMENT_KEY}.{}` {}",
+            self.field, self.problem
+        )
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocket::figment::providers::{Format, Toml};
+
+    fn parse(toml: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(&Figment::from(Toml::string(toml)))
+    }
+
+    const URL: &str = "database_url = \"postgres://app:hunter2@db.local:5433/app\"\n";
+
+    #[test]
+    fn defaults_are_secure() {
+        let c = Config::default();
+        assert!(c.secure && c.http_only && c.migrate);
+        assert_eq!(c.same_site, SameSite::Lax);
+        assert_eq!(c.cookie_name(), "__Host-session");
+        assert_eq!(c.table, "sessions");
+        assert_eq!(
+            (c.idle_timeout, c.absolute_timeout, c.touch_interval),
+            (1800, 86400, 60)
+        );
+        assert!(c.pool_size >= 4);
+    }
+
+    #[test]
+    fn default_name_drops_the_prefix_when_it_cannot_hold() {
+        let c = parse(&format!("[sessions]\n{URL}secure = false")).unwrap();
+        assert_eq!(c.cookie_name(), "session");
+        let c = parse(&format!("[sessions]\n{URL}cookie_path = \"/app\"")).unwrap();
+        assert_eq!(c.cookie_name(), "session");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse(&format!("[sessions]\n{URL}idle_timout = 5")).unwrap_err();
+        assert_eq!(err.field(), "idle_timout");
+        assert!(err.to_string().contains("sessions.idle_timout"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_field_but_not_the_value() {
+        let err = parse(&format!("[sessions]\n{URL}idle_timeout = \"s3cr3t-value\"")).unwrap_err();
+        assert_eq!(err.field(), "idle_timeout");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let err = parse(&format!("[sessions]\n{URL}same_site = \"s3cr3t\"")).unwrap_err();
+        assert_eq!(err.field(), "same_site");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        assert!(err.to_string().contains("strict"), "{err}");
+    }
+
+    #[test]
+    fn bad_urls_are_not_quoted() {
+        let err =
+            parse("[sessions]\ndatabase_url = \"postgres://u:s3cr3t@h:notaport/db\"").unwrap_err();
+        assert_eq!(err.field(), "database_url");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_the_password() {
+        let c = parse(&format!("[sessions]\n{URL}")).unwrap();
+        assert_eq!(
+            c.redacted_database_url(),
+            "postgres://app:***@db.local:5433/app"
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cookie_rules_are_enforced() {
+        let cases = [
+            ("same_site = \"none\"\nsecure = false", "same_site"),
+            (
+                "cookie_name = \"__Host-x\"\ncookie_domain = \"example.com\"",
+                "cookie_name",
+            ),
+            (
+                "cookie_name = \"__Host-x\"\ncookie_path = \"/a\"",
+                "cookie_name",
+            ),
+            ("cookie_name = \"__Host-x\"\nsecure = false", "cookie_name"),
+            ("cookie_name = \"a b\"", "cookie_name"),
+            ("cookie_path = \"a\"", "cookie_path"),
+            ("cookie_domain = \"a;b\"", "cookie_domain"),
+            ("touch_interval = 1800", "touch_interval"),
+            ("idle_timeout = 0", "idle_timeout"),
+            ("absolute_timeout = 34560001", "absolute_timeout"),
+            ("table = \"Sessions\"", "table"),
+            ("table = \"a.b.c\"", "table"),
+            ("pool_size = 0", "pool_size"),
+        ];
+        for (toml, field) in cases {
+            let err = parse(&format!("[sessions]\n{URL}{toml}")).unwrap_err();
+            assert_eq!(err.field(), field, "{toml}");
+        }
+        assert!(parse(&format!("[sessions]\n{URL}table = \"auth.web_sessions\"")).is_ok());
+    }
+
+    #[test]
+    fn an_absent_table_gives_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+}

@@ -1,0 +1,121 @@
+//! The crate's public error type.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What went wrong with a session.
+///
+/// `Display` and `Debug` print the same short, lowercase description. Neither
+/// ever contains a session id, a cookie value or session data: Rocket logs a
+/// failed guard's error with `{:?}`, and errors end up in logs.
+#[non_exhaustive]
+pub enum Error {
+    /// The session store failed: the connection broke, a statement was
+    /// rejected, or the pool could not hand out a connection.
+    Store(StoreError),
+    /// The store did not answer within `operation_timeout`.
+    Timeout,
+    /// The session was destroyed or given a new id by another request (or
+    /// it expired) while this request was running, so this request's
+    /// changes were dropped rather than bringing it back.
+    Gone,
+    /// A value could not be converted to or from JSON.
+    Value {
+        /// The key whose value did not convert.
+        key: String,
+        /// What kind of mismatch it was, without the value itself.
+        reason: String,
+    },
+    /// The [`Sessions`](crate::Sessions) fairing is not attached to this
+    /// Rocket instance.
+    NotAttached,
+    /// Loading the session failed earlier in this request; the cause was
+    /// logged then.
+    Unavailable,
+}
+
+impl Error {
+    /// Wraps a store's error. `summary` is what `Display` shows: it must not
+    /// contain ids or session data. `source` stays reachable through
+    /// [`std::error::Error::source`].
+    pub fn store<E>(summary: impl Into<String>, source: E) -> Error
+    where
+        E: StdError + Send + Sync + 'static,
+    {
+        Error::Store(StoreError {
+            summary: summary.into(),
+            source: Some(Box::new(source)),
+        })
+    }
+
+    /// A store error without an underlying source.
+    pub fn store_msg(summary: impl Into<String>) -> Error {
+        Error::Store(StoreError {
+            summary: summary.into(),
+            source: None,
+        })
+    }
+
+    pub(crate) fn value(key: &str, err: &serde_json::Error) -> Error {
+        use serde_json::error::Category;
+        let reason = match err.classify() {
+            Category::Data => "the stored value has another type or shape",
+            Category::Syntax | Category::Eof => "the value is not valid JSON",
+            Category::Io => "the value could not be written",
+        };
+        Error::Value {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Store(e) => write!(f, "session store failed: {}", e.summary),
+            Error::Timeout => f.write_str("session store did not answer in time"),
+            Error::Gone => f.write_str("session was ended by another request"),
+            Error::Value { key, reason } => write!(f, "session value `{key}`: {reason}"),
+            Error::NotAttached => f.write_str(
+                "the Session guard was used, but the rocket_tessera fairing is not attached",
+            ),
+            Error::Unavailable => f.write_str("session could not be loaded"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Store(e) => e.source.as_deref().map(|s| s as &(dyn StdError + 'static)),
+            _ => None,
+        }
+    }
+}
+
+/// The details of [`Error::Store`]: a summary that is safe to log, and the
+/// backend's own error as the source.
+pub struct StoreError {
+    summary: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl StoreError {
+    /// The loggable summary.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+}
+
+impl fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary)
+    }
+}

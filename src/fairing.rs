@@ -1,0 +1,225 @@
+//! The fairing: configuration, store and migrations at ignite; the write
+//! back on each response; closing the store at shutdown.
+
+use std::future::Future;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::http::{ContentType, Header, Status};
+use rocket::{Build, Orbit, Request, Response, Rocket};
+
+use crate::config::Config;
+use crate::cookie;
+use crate::session::{self, CookieOutcome, Slot};
+use crate::store::{PostgresStore, SessionStore};
+use crate::Error;
+
+type StoreWrapper = dyn Fn(Arc<dyn SessionStore>) -> Arc<dyn SessionStore> + Send + Sync;
+
+/// The fairing that gives a Rocket application sessions.
+///
+/// At ignite it reads the `sessions` table of the configuration (see
+/// [`Config`]), connects to PostgreSQL, applies pending migrations and
+/// stops launch with one clear error if any of that fails. On every
+/// response it writes what the handler changed, then sets the cookie.
+///
+/// ```rust,no_run
+/// # use rocket::launch;
+/// use rocket_tessera::Sessions;
+///
+/// #[launch]
+/// fn rocket() -> _ {
+///     rocket::build().attach(Sessions::fairing())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Sessions {
+    store: Option<Arc<dyn SessionStore>>,
+    wrap: Option<Arc<StoreWrapper>>,
+}
+
+/// The state the fairing manages: shared by every request.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn SessionStore>,
+}
+
+impl Shared {
+    /// Runs a store call within `operation_timeout`.
+    pub(crate) async fn call<T>(
+        &self,
+        op: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.config.operation_timeout(), op)
+            .await
+            .unwrap_or(Err(Error::Timeout))
+    }
+}
+
+impl Sessions {
+    /// The fairing, with the PostgreSQL store configured in `Rocket.toml`.
+    pub fn fairing() -> Sessions {
+        Sessions {
+            store: None,
+            wrap: None,
+        }
+    }
+
+    /// The fairing, with a store of your own instead of the configured one.
+    /// The cookie and lifetime settings still come from the configuration;
+    /// `database_url` is not needed.
+    pub fn with_store(store: impl SessionStore) -> Sessions {
+        Sessions {
+            store: Some(Arc::new(store)),
+            wrap: None,
+        }
+    }
+
+    /// Wraps the store once it is built, for instrumentation: counting,
+    /// tracing or injecting faults in tests.
+    pub fn map_store<F>(mut self, wrap: F) -> Sessions
+    where
+        F: Fn(Arc<dyn SessionStore>) -> Arc<dyn SessionStore> + Send + Sync + 'static,
+    {
+        self.wrap = Some(Arc::new(wrap));
+        self
+    }
+
+    async fn build_store(&self, config: &Config) -> Result<Arc<dyn SessionStore>, String> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
+        }
+        if config.database_url.is_none() {
+            return Err(
+                "invalid session configuration: `sessions.database_url` is not set; \
+                        PostgreSQL mode needs it"
+                    .into(),
+            );
+        }
+        let store = PostgresStore::new(config).map_err(|e| e.to_string())?;
+        let bound = Duration::from_secs(config.connect_timeout) + config.operation_timeout();
+        let url = config.redacted_database_url();
+        let timed_out = || {
+            format!(
+                "cannot connect to PostgreSQL at {url}: no answer within {}s",
+                bound.as_secs()
+            )
+        };
+        if config.migrate {
+            tokio::time::timeout(bound, store.migrate())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| match e {
+                    Error::Store(_) if !e.to_string().contains(&url) => {
+                        format!("cannot prepare the sessions table at {url}: {e}")
+                    }
+                    e => e.to_string(),
+                })?;
+        }
+        tokio::time::timeout(bound, store.check(config))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| e.to_string())?;
+        log::info!(
+            "sessions: PostgreSQL mode, table `{}` at {url}",
+            config.table
+        );
+        Ok(Arc::new(store))
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for Sessions {
+    fn info(&self) -> Info {
+        Info {
+            name: "Sessions",
+            kind: Kind::Ignite | Kind::Response | Kind::Singleton,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        let config = match Config::from_figment(rocket.figment()) {
+            Ok(config) => config,
+            Err(e) => {
+                log::error!("{e}");
+                return Err(rocket);
+            }
+        };
+        let store = match self.build_store(&config).await {
+            Ok(store) => store,
+            Err(e) => {
+                log::error!("sessions: {e}");
+                return Err(rocket);
+            }
+        };
+        let store = match &self.wrap {
+            Some(wrap) => wrap(store),
+            None => store,
+        };
+        Ok(rocket.manage(Shared { config, store }))
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let Slot::Ready(state) = req.local_cache(|| Slot::Unused) else {
+            return;
+        };
+        let Some(shared) = req.rocket().state::<Shared>() else {
+            return;
+        };
+        res.adjoin_header(Header::new("Vary", "Cookie"));
+
+        // A failed request keeps nothing it changed; only what `save()`
+        // already wrote is answered with a cookie.
+        let outcome = if res.status().code >= 500 {
+            session::committed_outcome(state)
+        } else {
+            match session::flush(shared, state).await {
+                Ok(()) => session::finish(state),
+                Err(e) => return replace_with_error(res, &e),
+            }
+        };
+
+        let header = match outcome {
+            None => return,
+            Some(CookieOutcome::Issue(value, expiry)) => {
+                cookie::issue(&shared.config, &value, expiry)
+            }
+            Some(CookieOutcome::Remove) => cookie::removal(&shared.config),
+        };
+        res.adjoin_header(Header::new("Set-Cookie", header));
+        res.set_header(Header::new("Cache-Control", "no-store"));
+    }
+
+    async fn on_shutdown(&self, _rocket: &Rocket<Orbit>) {}
+}
+
+/// Turns a response whose session could not be written into the crate's
+/// own answer: 409 when another request ended the session, 503 when the
+/// store failed. Cookies and redirects the handler set are dropped, so a
+/// client is never told about data that was not stored.
+fn replace_with_error(res: &mut Response<'_>, e: &Error) {
+    let (status, body) = match e {
+        Error::Gone => {
+            log::warn!("sessions: changes dropped: {e}");
+            (
+                Status::Conflict,
+                format!("409 Conflict: {e}; the changes were not saved\n"),
+            )
+        }
+        _ => {
+            log::error!("sessions: cannot save the session: {e}");
+            (
+                Status::ServiceUnavailable,
+                format!("503 Service Unavailable: the session could not be saved ({e})\n"),
+            )
+        }
+    };
+    res.remove_header("Set-Cookie");
+    res.remove_header("Location");
+    res.set_status(status);
+    res.set_header(ContentType::Plain);
+    res.set_header(Header::new("Cache-Control", "no-store"));
+    res.set_sized_body(body.len(), Cursor::new(body));
+}

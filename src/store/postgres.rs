@@ -1,0 +1,424 @@
+//! The PostgreSQL store: pool, statements and migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::time::{timeout_at, Instant};
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{NoTls, Row};
+
+use super::{ChangeSet, Expiry, Loaded, SessionStore};
+use crate::config::Config;
+use crate::{Error, SessionId};
+
+/// The bundled migrations, in order: version, name, SQL for a table named
+/// `sessions`.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "create_sessions",
+    include_str!("../../migrations/0001_create_sessions.sql"),
+)];
+
+/// The expiry columns every statement returns, as `Max-Age` and `Expires`.
+const EXPIRY: &str = "ceil(extract(epoch FROM idle_expires_at - now()))::bigint, \
+                      floor(extract(epoch FROM idle_expires_at))::bigint";
+
+/// Sessions in a PostgreSQL table, through a deadpool connection pool.
+///
+/// Rows are keyed by the SHA-256 of the session id. All timestamps come from
+/// the database's clock. Each operation is one statement.
+pub struct PostgresStore {
+    pool: Pool,
+    table: String,
+    timeout: Duration,
+    sql: Statements,
+}
+
+struct Statements {
+    load: String,
+    create: String,
+    update: String,
+    destroy: String,
+}
+
+impl PostgresStore {
+    /// Builds the store and its pool from the configuration. No connection
+    /// is opened yet; see [`PostgresStore::check`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the configuration has no usable
+    /// `database_url`.
+    pub fn new(config: &Config) -> Result<PostgresStore, Error> {
+        let url = config.database_url.as_deref().unwrap_or_default();
+        let mut pg = tokio_postgres::Config::from_str(url).map_err(|_| {
+            Error::store_msg("database_url is not a valid PostgreSQL connection string")
+        })?;
+        pg.connect_timeout(Duration::from_secs(config.connect_timeout));
+        if pg.get_application_name().is_none() {
+            pg.application_name("rocket_tessera");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeout = config.operation_timeout();
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(
+                Duration::from_secs(config.connect_timeout).min(timeout),
+            ))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|e| Error::store("cannot build the connection pool", e))?;
+        Ok(PostgresStore::with_pool(pool, config))
+    }
+
+    /// Uses an existing pool; the table name and lifetimes come from
+    /// `config`.
+    pub fn with_pool(pool: Pool, config: &Config) -> PostgresStore {
+        let t = &config.table;
+        let idle = format!("interval '{} seconds'", config.idle_timeout);
+        let absolute = format!("interval '{} seconds'", config.absolute_timeout);
+        let touch = format!("interval '{} seconds'", config.touch_interval);
+        let sql = Statements {
+            // The first live candidate, in the order given; touched when the
+            // interval has passed. The outer SELECT reads the row as it was
+            // before the touch, so the new expiry comes from `touched`.
+            load: format!(
+                "WITH hit AS ( \
+                   SELECT id_hash, array_position($1::bytea[], id_hash) AS pos FROM {t} \
+                   WHERE id_hash = ANY($1::bytea[]) AND idle_expires_at > now() \
+                   ORDER BY pos LIMIT 1 \
+                 ), touched AS ( \
+                   UPDATE {t} s SET last_seen_at = now(), \
+                     idle_expires_at = LEAST(now() + {idle}, s.absolute_expires_at) \
+                   FROM hit WHERE s.id_hash = hit.id_hash \
+                     AND s.last_seen_at <= now() - {touch} \
+                   RETURNING s.idle_expires_at \
+                 ) \
+                 SELECT hit.pos, s.data, \
+                   ceil(extract(epoch FROM e.at - now()))::bigint, \
+                   floor(extract(epoch FROM e.at))::bigint, \
+                   EXISTS (SELECT 1 FROM touched) \
+                 FROM hit JOIN {t} s ON s.id_hash = hit.id_hash \
+                 CROSS JOIN LATERAL (SELECT COALESCE( \
+                   (SELECT idle_expires_at FROM touched), s.idle_expires_at) AS at) e"
+            ),
+            create: format!(
+                "INSERT INTO {t} (id_hash, data, idle_expires_at, absolute_expires_at) \
+                 VALUES ($1, $2, now() + LEAST({idle}, {absolute}), now() + {absolute}) \
+                 ON CONFLICT DO NOTHING RETURNING {EXPIRY}"
+            ),
+            // Removed keys go first, then set keys are merged in: only what
+            // this request changed is written.
+            update: format!(
+                "UPDATE {t} SET \
+                   data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data - $3::text[] END) || $4::jsonb, \
+                   id_hash = COALESCE($5, id_hash), \
+                   version = version + 1, \
+                   last_seen_at = now(), \
+                   idle_expires_at = LEAST(now() + {idle}, absolute_expires_at) \
+                 WHERE id_hash = $1 AND idle_expires_at > now() \
+                 RETURNING {EXPIRY}"
+            ),
+            destroy: format!("DELETE FROM {t} WHERE id_hash = $1"),
+        };
+        PostgresStore {
+            pool,
+            table: config.table.clone(),
+            timeout: config.operation_timeout(),
+            sql,
+        }
+    }
+
+    /// The pool, for an application that wants to share it.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Opens a connection and checks that the table can be read: the
+    /// launch-time check that turns an unreachable database or a missing
+    /// table into one clear error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] naming the URL (password redacted) and the cause.
+    pub async fn check(&self, config: &Config) -> Result<(), Error> {
+        let url = config.redacted_database_url();
+        let client = self.pool.get().await.map_err(|e| {
+            Error::store(
+                format!(
+                    "cannot connect to PostgreSQL at {url}: {}",
+                    pool_summary(&e)
+                ),
+                e,
+            )
+        })?;
+        client
+            .simple_query(&format!("SELECT 1 FROM {} LIMIT 0", self.table))
+            .await
+            .map_err(|e| {
+                let hint = if config.migrate {
+                    ""
+                } else {
+                    " (migrate = false: apply migrations/ yourself)"
+                };
+                Error::store(
+                    format!(
+                        "table `{}` at {url} is not usable: {}{hint}",
+                        self.table,
+                        pg_summary(&e)
+                    ),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Applies the bundled migrations that the table's history does not
+    /// list yet, in one transaction under an advisory lock, so that several
+    /// instances starting at once are safe.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when a statement fails; nothing is applied then.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(query_error)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&lock_key("migrate", &self.table)],
+        )
+        .await
+        .map_err(query_error)?;
+
+        if let Some((schema, _)) = self.table.split_once('.') {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(query_error)?;
+        }
+        let history = format!("{}_migrations", self.table);
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {history} (version integer PRIMARY KEY, \
+             name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        ))
+        .await
+        .map_err(query_error)?;
+        let row = tx
+            .query_one(&format!("SELECT max(version) FROM {history}"), &[])
+            .await
+            .map_err(query_error)?;
+        let applied: i32 = row.get::<_, Option<i32>>(0).unwrap_or(0);
+
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+            tx.batch_execute(&substitute_table(sql, &self.table))
+                .await
+                .map_err(|e| {
+                    Error::store(
+                        format!("migration {version} ({name}) failed: {}", pg_summary(&e)),
+                        e,
+                    )
+                })?;
+            tx.execute(
+                &format!("INSERT INTO {history} (version, name) VALUES ($1, $2)"),
+                &[version, name],
+            )
+            .await
+            .map_err(query_error)?;
+            log::info!(
+                "sessions: applied migration {version} ({name}) to `{}`",
+                self.table
+            );
+        }
+        tx.commit().await.map_err(query_error)
+    }
+
+    /// Runs one statement on a pooled connection within the operation
+    /// timeout. A connection whose statement timed out is closed rather
+    /// than returned to the pool, where it could hang the next request.
+    async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        // Finish a little before the caller's own bound (the same duration)
+        // so that this timeout, which can close the connection, fires first.
+        let deadline = Instant::now() + self.timeout.mul_f32(0.9);
+        let client = match timeout_at(deadline, self.pool.get()).await {
+            Ok(client) => client.map_err(pool_error)?,
+            Err(_) => return Err(Error::Timeout),
+        };
+        let query = async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
+        };
+        match timeout_at(deadline, query).await {
+            Ok(rows) => rows.map_err(query_error),
+            Err(_) => {
+                drop(Object::take(client));
+                Err(Error::Timeout)
+            }
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl SessionStore for PostgresStore {
+    async fn load(&self, candidates: &[SessionId]) -> Result<Option<Loaded>, Error> {
+        let hashes: Vec<Vec<u8>> = candidates.iter().map(|id| id.hash().to_vec()).collect();
+        let rows = self.run(&self.sql.load, &[&hashes]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let position: i32 = row.get(0);
+        let Json(data): Json<Value> = row.get(1);
+        let Value::Object(data) = data else {
+            return Err(Error::store_msg("a stored session is not a JSON object"));
+        };
+        Ok(Some(Loaded {
+            index: usize::try_from(position - 1).unwrap_or(0),
+            data,
+            expiry: Expiry {
+                max_age: row.get(2),
+                unix: row.get(3),
+            },
+            touched: row.get(4),
+        }))
+    }
+
+    async fn create(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error> {
+        let data = Json(Value::Object(changes.set.clone()));
+        let rows = self
+            .run(&self.sql.create, &[&id.hash().as_slice(), &data])
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(expiry(row)),
+            None => Err(Error::store_msg(
+                "a new session id collided with a stored one",
+            )),
+        }
+    }
+
+    async fn update(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error> {
+        let new_hash = changes.new_id.as_ref().map(|id| id.hash().to_vec());
+        let set = Json(Value::Object(changes.set.clone()));
+        let hash = id.hash();
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &hash.as_slice(),
+            &changes.clear,
+            &changes.remove,
+            &set,
+            &new_hash,
+        ];
+        let rows = self.run(&self.sql.update, &params).await?;
+        rows.first().map(expiry).ok_or(Error::Gone)
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<(), Error> {
+        self.run(&self.sql.destroy, &[&id.hash().as_slice()])
+            .await
+            .map(drop)
+    }
+}
+
+fn expiry(row: &Row) -> Expiry {
+    Expiry {
+        max_age: row.get(0),
+        unix: row.get(1),
+    }
+}
+
+/// A 64-bit advisory lock key for one purpose on one table.
+pub(crate) fn lock_key(purpose: &str, table: &str) -> i64 {
+    let digest = Sha256::digest(format!("rocket_tessera {purpose} {table}"));
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Rewrites SQL written for a table named `sessions` to the configured
+/// name: the identifier `sessions` becomes the (possibly qualified) table,
+/// and identifiers that start with `sessions_` (index names) take the bare
+/// table name as their prefix.
+pub(crate) fn substitute_table(sql: &str, table: &str) -> String {
+    let bare = table.rsplit('.').next().unwrap_or(table);
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find(|c: char| is_ident(c)) {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
+        let word = &rest[..end];
+        match word.strip_prefix("sessions") {
+            Some("") => out.push_str(table),
+            Some(suffix) if suffix.starts_with('_') => {
+                out.push_str(bare);
+                out.push_str(suffix);
+            }
+            _ => out.push_str(word),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A loggable summary of a database error: SQLSTATE and message, without
+/// the DETAIL line, which can quote row values.
+fn pg_summary(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn pool_summary(e: &PoolError) -> String {
+    match e {
+        PoolError::Timeout(_) => "timed out waiting for a database connection".into(),
+        PoolError::Backend(e) => pg_summary(e),
+        PoolError::Closed => "the connection pool is closed".into(),
+        other => other.to_string(),
+    }
+}
+
+fn pool_error(e: PoolError) -> Error {
+    match e {
+        PoolError::Timeout(_) => Error::Timeout,
+        e => Error::store(pool_summary(&e), e),
+    }
+}
+
+fn query_error(e: tokio_postgres::Error) -> Error {
+    Error::store(pg_summary(&e), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitution_renames_table_and_indexes() {
+        let sql = "CREATE TABLE IF NOT EXISTS sessions (id int);\n\
+                   CREATE INDEX IF NOT EXISTS sessions_x_idx ON sessions (id); -- my_sessions stay";
+        assert_eq!(
+            substitute_table(sql, "auth.web"),
+            "CREATE TABLE IF NOT EXISTS auth.web (id int);\n\
+             CREATE INDEX IF NOT EXISTS web_x_idx ON auth.web (id); -- my_sessions stay"
+        );
+        assert_eq!(substitute_table(sql, "sessions"), sql);
+    }
+
+    #[test]
+    fn lock_keys_differ_by_purpose_and_table() {
+        assert_ne!(lock_key("migrate", "a"), lock_key("migrate", "b"));
+        assert_ne!(lock_key("migrate", "a"), lock_key("cleanup", "a"));
+    }
+}
