@@ -8,104 +8,12 @@
 //! Then open <http://127.0.0.1:8000>. The settings come from the
 //! repository's `Rocket.toml`.
 
-use rocket::http::Status;
-use rocket::response::content::RawHtml;
-use rocket::serde::json::{json, Json, Value};
-use rocket::{catch, catchers, delete, get, launch, post, put, routes, Request};
-use rocket_tessera::{Session, Sessions};
+mod api;
 
-/// An error answer: `{"error": "..."}` with a 4xx status.
-type ApiError = (Status, Json<Value>);
-type ApiResult = Result<Json<Value>, ApiError>;
-
-fn api_error(status: Status, message: impl Into<String>) -> ApiError {
-    (status, Json(json!({ "error": message.into() })))
-}
-
-fn whole(session: &Session<'_>) -> ApiResult {
-    Ok(Json(Value::Object(session.data())))
-}
-
-#[get("/")]
-fn index() -> RawHtml<&'static str> {
-    RawHtml(include_str!("index.html"))
-}
-
-#[get("/api/session")]
-fn show(session: Session<'_>) -> ApiResult {
-    whole(&session)
-}
-
-#[put("/api/session/<key>", data = "<value>")]
-fn put_key(session: Session<'_>, key: &str, value: Json<Value>) -> ApiResult {
-    session.insert_value(key, value.into_inner());
-    whole(&session)
-}
-
-#[delete("/api/session/<key>")]
-fn delete_key(session: Session<'_>, key: &str) -> ApiResult {
-    session.remove(key);
-    whole(&session)
-}
-
-#[post("/api/counter")]
-fn counter(session: Session<'_>) -> ApiResult {
-    let current: i64 = session
-        .get("counter")
-        .map_err(|_| {
-            api_error(
-                Status::Conflict,
-                "`counter` holds a value that is not an integer",
-            )
-        })?
-        .unwrap_or(0);
-    let next = current
-        .checked_add(1)
-        .ok_or_else(|| api_error(Status::Conflict, "`counter` cannot grow any further"))?;
-    session.insert_value("counter", json!(next));
-    Ok(Json(json!({ "counter": next })))
-}
-
-#[derive(rocket::serde::Deserialize)]
-#[serde(crate = "rocket::serde")]
-struct Login {
-    user: String,
-}
-
-#[post("/api/login", data = "<login>")]
-fn login(session: Session<'_>, login: Json<Login>) -> ApiResult {
-    let user = login.user.trim();
-    if user.is_empty() || user.len() > 100 {
-        return Err(api_error(
-            Status::UnprocessableEntity,
-            "`user` must be 1 to 100 characters",
-        ));
-    }
-    // A new id on every sign-in: a cookie planted before it is worthless.
-    session.regenerate();
-    session.insert_value("user", json!(user));
-    whole(&session)
-}
-
-#[post("/api/logout")]
-fn logout(session: Session<'_>) -> Json<Value> {
-    session.destroy();
-    Json(json!({}))
-}
-
-#[catch(default)]
-fn json_catcher(status: Status, _req: &Request<'_>) -> ApiError {
-    let reason = status.reason().unwrap_or("error").to_lowercase();
-    api_error(status, reason)
-}
+use rocket::launch;
+use rocket_tessera::Sessions;
 
 #[launch]
 fn rocket() -> _ {
-    rocket::build()
-        .attach(Sessions::fairing())
-        .mount(
-            "/",
-            routes![index, show, put_key, delete_key, counter, login, logout],
-        )
-        .register("/", catchers![json_catcher])
+    api::mount(rocket::build().attach(Sessions::fairing()))
 }

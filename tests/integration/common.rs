@@ -1,0 +1,237 @@
+//! The test harness: a schema of its own per test on the real PostgreSQL,
+//! a Rocket built from a figment of its own (so neither `Rocket.toml` nor
+//! `ROCKET_*` variables leak in), and helpers for raw `Set-Cookie` headers.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rocket::figment::Figment;
+use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket::serde::json::{json, Value};
+use rocket::{Build, Rocket};
+use rocket_tessera::{ChangeSet, Error, Expiry, Loaded, SessionId, SessionStore, Sessions};
+use tokio_postgres::NoTls;
+
+/// Where the tests find PostgreSQL.
+pub fn database_url() -> String {
+    std::env::var("TESSERA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A schema of its own on the test database, dropped when the test ends.
+pub struct TestDb {
+    pub schema: String,
+    pub client: tokio_postgres::Client,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let url = database_url();
+        let (client, connection) = match tokio_postgres::connect(&url, NoTls).await {
+            Ok(pair) => pair,
+            Err(e) => panic!(
+                "these tests need PostgreSQL and cannot reach it at {url}: {e}\n\
+                 start it (`pg_ctlcluster --skip-systemctl-redirect 15 main start`) or point \
+                 TESSERA_TEST_DATABASE_URL at a database where the user may create schemas"
+            ),
+        };
+        tokio::spawn(connection);
+        let schema = format!("t_{}", hex(&SessionId::generate().hash()[..8]));
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create the test schema");
+        TestDb { schema, client }
+    }
+
+    /// The sessions table of this test, schema-qualified.
+    pub fn table(&self) -> String {
+        format!("{}.sessions", self.schema)
+    }
+
+    /// The `sessions` table of the configuration, for this test's schema.
+    pub fn sessions_config(&self) -> Value {
+        json!({ "database_url": database_url(), "table": self.table(), "pool_size": 4 })
+    }
+
+    /// A figment with this test's session settings, `overrides` merged in.
+    pub fn figment(&self, overrides: Value) -> Figment {
+        let mut sessions = self.sessions_config();
+        merge(&mut sessions, overrides);
+        figment_with(sessions)
+    }
+
+    pub async fn count(&self) -> i64 {
+        let sql = format!("SELECT count(*) FROM {}", self.table());
+        self.client.query_one(&sql, &[]).await.unwrap().get(0)
+    }
+
+    /// The stored data of the session whose cookie value is `id`.
+    pub async fn data_of(&self, id: &str) -> Option<Value> {
+        let hash = SessionId::parse(id).expect("a well-formed id").hash();
+        let sql = format!("SELECT data FROM {} WHERE id_hash = $1", self.table());
+        let row = self
+            .client
+            .query_opt(&sql, &[&hash.as_slice()])
+            .await
+            .unwrap();
+        row.map(|r| r.get(0))
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        let sql = sql.replace("{table}", &self.table());
+        self.client.batch_execute(&sql).await.unwrap();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        // The test's runtime may be gone already: drop the schema from a
+        // thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&database_url(), NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A figment holding Rocket's debug defaults and `sessions`, nothing else.
+pub fn figment_with(sessions: Value) -> Figment {
+    let config = rocket::Config {
+        log_level: rocket::config::LogLevel::Off,
+        ..rocket::Config::debug_default()
+    };
+    Figment::from(config).merge(("sessions", sessions))
+}
+
+fn merge(base: &mut Value, overrides: Value) {
+    if let (Some(base), Value::Object(overrides)) = (base.as_object_mut(), overrides) {
+        for (key, value) in overrides {
+            base.insert(key, value);
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Launches `rocket` on a local client that keeps no cookies, so that each
+/// request says exactly which cookies it carries.
+pub async fn untracked(rocket: Rocket<Build>) -> Client {
+    Client::untracked(rocket)
+        .await
+        .expect("the test application launches")
+}
+
+/// Every raw `Set-Cookie` header of a response.
+pub fn set_cookies(res: &LocalResponse<'_>) -> Vec<String> {
+    res.headers()
+        .get("Set-Cookie")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value of the only `Set-Cookie` header named `name`.
+pub fn cookie_value(res: &LocalResponse<'_>, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    let values: Vec<String> = set_cookies(res)
+        .into_iter()
+        .filter_map(|h| {
+            h.strip_prefix(&prefix)
+                .map(|rest| rest.split(';').next().unwrap().to_string())
+        })
+        .collect();
+    assert!(values.len() <= 1, "several session cookies: {values:?}");
+    values.into_iter().next()
+}
+
+/// The attributes of a `Set-Cookie` header, lowercased names.
+pub fn attributes(header: &str) -> Vec<(String, String)> {
+    header
+        .split(';')
+        .skip(1)
+        .map(|a| {
+            let (k, v) = a.split_once('=').unwrap_or((a, ""));
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// Calls counted per store method.
+#[derive(Default)]
+pub struct Counts {
+    pub load: AtomicUsize,
+    pub create: AtomicUsize,
+    pub update: AtomicUsize,
+    pub destroy: AtomicUsize,
+    /// When set, every write fails.
+    pub fail_writes: AtomicBool,
+}
+
+impl Counts {
+    pub fn get(&self) -> [usize; 4] {
+        [&self.load, &self.create, &self.update, &self.destroy].map(|c| c.load(Ordering::SeqCst))
+    }
+}
+
+/// A store wrapper that counts calls and can fail writes.
+pub struct Counting {
+    inner: Arc<dyn SessionStore>,
+    counts: Arc<Counts>,
+}
+
+impl Counting {
+    /// The fairing, with the configured store wrapped in a counter.
+    pub fn fairing(counts: Arc<Counts>) -> Sessions {
+        Sessions::fairing().map_store(move |inner| {
+            Arc::new(Counting {
+                inner,
+                counts: counts.clone(),
+            })
+        })
+    }
+
+    fn write(&self, counter: &AtomicUsize) -> Result<(), Error> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        if self.counts.fail_writes.load(Ordering::SeqCst) {
+            return Err(Error::store_msg("injected write failure"));
+        }
+        Ok(())
+    }
+}
+
+#[rocket::async_trait]
+impl SessionStore for Counting {
+    async fn load(&self, candidates: &[SessionId]) -> Result<Option<Loaded>, Error> {
+        self.counts.load.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(candidates).await
+    }
+
+    async fn create(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error> {
+        self.write(&self.counts.create)?;
+        self.inner.create(id, changes).await
+    }
+
+    async fn update(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error> {
+        self.write(&self.counts.update)?;
+        self.inner.update(id, changes).await
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<(), Error> {
+        self.write(&self.counts.destroy)?;
+        self.inner.destroy(id).await
+    }
+}
