@@ -8,7 +8,11 @@ mod common;
 #[path = "../../examples/demo/api.rs"]
 mod demo;
 
+mod bad_input;
 mod cookies;
+mod demo_api;
+mod failures;
+mod launch;
 mod lifecycle;
 
 use std::sync::Arc;
