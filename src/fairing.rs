@@ -40,6 +40,15 @@ pub struct Sessions {
     wrap: Option<Arc<StoreWrapper>>,
 }
 
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("custom_store", &self.store.is_some())
+            .field("store_wrapper", &self.wrap.is_some())
+            .finish()
+    }
+}
+
 /// The state the fairing manages: shared by every request.
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -101,27 +110,17 @@ impl Sessions {
         let store = PostgresStore::new(config).map_err(|e| e.to_string())?;
         let bound = Duration::from_secs(config.connect_timeout) + config.operation_timeout();
         let url = config.redacted_database_url();
-        let timed_out = || {
-            format!(
-                "cannot connect to PostgreSQL at {url}: no answer within {}s",
-                bound.as_secs()
-            )
-        };
-        if config.migrate {
-            tokio::time::timeout(bound, store.migrate())
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(|e| match e {
-                    Error::Store(_) if !e.to_string().contains(&url) => {
-                        format!("cannot prepare the sessions table at {url}: {e}")
-                    }
-                    e => e.to_string(),
-                })?;
+        match tokio::time::timeout(bound, store.prepare(config)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(Error::Store(e))) => return Err(e.summary().to_string()),
+            Ok(Err(e)) => return Err(format!("cannot connect to PostgreSQL at {url}: {e}")),
+            Err(_) => {
+                let secs = bound.as_secs();
+                return Err(format!(
+                    "cannot connect to PostgreSQL at {url}: no answer within {secs} s"
+                ));
+            }
         }
-        tokio::time::timeout(bound, store.check(config))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| e.to_string())?;
         log::info!(
             "sessions: PostgreSQL mode, table `{}` at {url}",
             config.table

@@ -10,10 +10,14 @@
 
 mod api;
 
-use rocket::launch;
 use rocket_tessera::Sessions;
 
-#[launch]
-fn rocket() -> _ {
-    api::mount(rocket::build().attach(Sessions::fairing()))
+#[rocket::main]
+async fn main() {
+    let rocket = api::mount(rocket::build().attach(Sessions::fairing()));
+    if let Err(e) = rocket.launch().await {
+        // The cause was logged above; end without a panic's backtrace.
+        eprintln!("the demo did not start: {}", e.kind());
+        std::process::exit(1);
+    }
 }

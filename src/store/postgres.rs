@@ -39,6 +39,15 @@ pub struct PostgresStore {
     sql: Statements,
 }
 
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.table)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
 struct Statements {
     load: String,
     create: String,
@@ -147,14 +156,16 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Opens a connection and checks that the table can be read: the
-    /// launch-time check that turns an unreachable database or a missing
-    /// table into one clear error.
+    /// Gets the store ready at launch: opens a connection, applies the
+    /// pending migrations when `config.migrate` is on, and checks that the
+    /// table can be read. Turns an unreachable database or a missing table
+    /// into one clear error.
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] naming the URL (password redacted) and the cause.
-    pub async fn check(&self, config: &Config) -> Result<(), Error> {
+    /// [`Error::Store`] naming the URL (password redacted), the step and the
+    /// cause.
+    pub async fn prepare(&self, config: &Config) -> Result<(), Error> {
         let url = config.redacted_database_url();
         let client = self.pool.get().await.map_err(|e| {
             Error::store(
@@ -165,6 +176,17 @@ impl PostgresStore {
                 e,
             )
         })?;
+        drop(client);
+        if config.migrate {
+            self.migrate().await.map_err(|e| {
+                Error::store_msg(format!(
+                    "cannot migrate table `{}` at {url}: {}",
+                    self.table,
+                    summary(&e)
+                ))
+            })?;
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
         client
             .simple_query(&format!("SELECT 1 FROM {} LIMIT 0", self.table))
             .await
@@ -372,11 +394,27 @@ pub(crate) fn substitute_table(sql: &str, table: &str) -> String {
 }
 
 /// A loggable summary of a database error: SQLSTATE and message, without
-/// the DETAIL line, which can quote row values.
+/// the DETAIL line, which can quote row values; for other errors the
+/// message and its causes.
 fn pg_summary(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The summary of a store error, without the generic prefix.
+fn summary(e: &Error) -> String {
+    match e {
+        Error::Store(inner) => inner.summary().to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -233,7 +233,7 @@ async fn a_database_unreachable_at_launch_stops_launch() {
         ..rocket_tessera::Config::default()
     };
     let store = rocket_tessera::PostgresStore::new(&config).unwrap();
-    let message = store.check(&config).await.unwrap_err().to_string();
+    let message = store.prepare(&config).await.unwrap_err().to_string();
     assert!(
         message.contains(&format!("postgres://postgres:***@127.0.0.1:{closed}/test")),
         "{message}"
