@@ -57,7 +57,7 @@ struct Statements {
 
 impl PostgresStore {
     /// Builds the store and its pool from the configuration. No connection
-    /// is opened yet; see [`PostgresStore::check`].
+    /// is opened yet; see [`PostgresStore::prepare`].
     ///
     /// # Errors
     ///
