@@ -103,10 +103,19 @@ pub struct Config {
     ///
     /// _Default:_ `60`.
     pub touch_interval: u64,
+    /// Most bytes a session's data may take as JSON. Storing a value that
+    /// would grow it further fails with
+    /// [`Error::TooLarge`](crate::Error::TooLarge), so that no client can
+    /// make its session, and every request that loads it, as large as it
+    /// likes.
+    ///
+    /// _Default:_ `65536` (64 KiB).
+    pub max_size: usize,
 }
 
-/// The cookie's `SameSite` attribute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The cookie's `SameSite` attribute, written `"strict"`, `"lax"` or
+/// `"none"` in any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SameSite {
     /// Sent only with requests that start on the same site.
@@ -115,6 +124,19 @@ pub enum SameSite {
     Lax,
     /// Sent with cross-site requests too; needs `secure`.
     None,
+}
+
+impl<'de> Deserialize<'de> for SameSite {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<SameSite, D::Error> {
+        const NAMES: &[&str] = &["strict", "lax", "none"];
+        let name = String::deserialize(de)?;
+        match name.to_ascii_lowercase().as_str() {
+            "strict" => Ok(SameSite::Strict),
+            "lax" => Ok(SameSite::Lax),
+            "none" => Ok(SameSite::None),
+            _ => Err(serde::de::Error::unknown_variant(&name, NAMES)),
+        }
+    }
 }
 
 const MAX_LIFETIME: u64 = 400 * 24 * 60 * 60;
@@ -139,6 +161,7 @@ impl Default for Config {
             idle_timeout: 1800,
             absolute_timeout: 86400,
             touch_interval: 60,
+            max_size: 65536,
         }
     }
 }
@@ -209,6 +232,9 @@ impl Config {
                 "touch_interval",
                 "must be less than idle_timeout, or sessions expire before they are touched",
             );
+        }
+        if self.max_size < 64 {
+            return bad("max_size", "must be at least 64 bytes");
         }
         if !valid_table(&self.table) {
             return bad(
@@ -309,6 +335,7 @@ impl fmt::Debug for Config {
             .field("idle_timeout", &self.idle_timeout)
             .field("absolute_timeout", &self.absolute_timeout)
             .field("touch_interval", &self.touch_interval)
+            .field("max_size", &self.max_size)
             .finish()
     }
 }
@@ -357,6 +384,8 @@ fn valid_table(table: &str) -> bool {
             && !p.as_bytes()[0].is_ascii_digit()
     };
     match table.split_once('.') {
+        // PostgreSQL's own schemas are not for application tables.
+        Some((schema, _)) if schema.starts_with("pg_") || schema == "information_schema" => false,
         Some((schema, name)) => part_ok(schema) && part_ok(name),
         None => part_ok(table),
     }
@@ -408,11 +437,25 @@ impl ConfigError {
             Kind::UnknownField(name, _) => {
                 return ConfigError::new(name, "is not a known setting of the sessions table");
             }
-            Kind::InvalidType(actual, expected) => {
-                format!("expected {expected}, found {}", kind_of(actual))
+            Kind::InvalidType(Actual::Str(_), _) if path.is_empty() => {
+                return ConfigError::new(
+                    "(table)",
+                    "must be a table of settings, such as ROCKET_SESSIONS='{idle_timeout=300}'; \
+                     check its quotes and braces",
+                );
             }
-            Kind::InvalidValue(actual, expected) => {
-                format!("expected {expected}, found another {}", kind_of(actual))
+            Kind::InvalidType(actual, expected) => {
+                format!(
+                    "must be {}, not {}",
+                    expected_kind(expected),
+                    kind_of(actual)
+                )
+            }
+            Kind::InvalidValue(_, expected) => {
+                format!(
+                    "must be {}; this one is out of range",
+                    expected_kind(expected)
+                )
             }
             Kind::UnknownVariant(_, expected) => format!("must be one of {}", expected.join(", ")),
             Kind::InvalidLength(_, expected) => format!("expected {expected}"),
@@ -426,6 +469,19 @@ impl ConfigError {
             path
         };
         ConfigError { field, problem }
+    }
+}
+
+/// Serde's name for an expected type, in words.
+fn expected_kind(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        other => other
+            .trim_start_matches("a ")
+            .to_string()
+            .replace("string", "a string"),
     }
 }
 
@@ -520,6 +576,28 @@ mod tests {
     }
 
     #[test]
+    fn messages_read_as_sentences() {
+        let err = parse(&format!("[sessions]\n{URL}idle_timeout = -1")).unwrap_err();
+        assert_eq!(err.to_string(), "invalid session configuration: `sessions.idle_timeout` must be a whole number, 0 or more; this one is out of range");
+        let err = parse(&format!("[sessions]\n{URL}secure = \"yes\"")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid session configuration: `sessions.secure` must be true or false, not a string"
+        );
+        let err = Config::from_figment(&Figment::from(Toml::string(
+            "sessions = \"{idle_timeout=3\"",
+        )))
+        .unwrap_err();
+        assert!(err.to_string().contains("ROCKET_SESSIONS="), "{err}");
+    }
+
+    #[test]
+    fn same_site_ignores_case() {
+        let c = parse(&format!("[sessions]\n{URL}same_site = \"Strict\"")).unwrap();
+        assert_eq!(c.same_site, SameSite::Strict);
+    }
+
+    #[test]
     fn redaction_hides_the_password() {
         let c = parse(&format!("[sessions]\n{URL}")).unwrap();
         assert_eq!(
@@ -550,6 +628,9 @@ mod tests {
             ("absolute_timeout = 34560001", "absolute_timeout"),
             ("table = \"Sessions\"", "table"),
             ("table = \"a.b.c\"", "table"),
+            ("table = \"information_schema.s\"", "table"),
+            ("table = \"pg_catalog.s\"", "table"),
+            ("max_size = 10", "max_size"),
             ("pool_size = 0", "pool_size"),
         ];
         for (toml, field) in cases {

@@ -26,6 +26,14 @@ pub enum Error {
         /// What kind of mismatch it was, without the value itself.
         reason: String,
     },
+    /// Storing a value would make the session's data larger than
+    /// `max_size` allows; the value was not stored.
+    TooLarge {
+        /// The size the data would have had, in bytes of JSON.
+        size: usize,
+        /// The configured `max_size`.
+        limit: usize,
+    },
     /// The [`Sessions`](crate::Sessions) fairing is not attached to this
     /// Rocket instance.
     NotAttached,
@@ -77,6 +85,12 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("session store did not answer in time"),
             Error::Gone => f.write_str("session was ended by another request"),
             Error::Value { key, reason } => write!(f, "session value `{key}`: {reason}"),
+            Error::TooLarge { size, limit } => {
+                write!(
+                    f,
+                    "session data would be {size} bytes, over the limit of {limit} (max_size)"
+                )
+            }
             Error::NotAttached => f.write_str(
                 "the Session guard was used, but the rocket_tessera fairing is not attached",
             ),

@@ -176,7 +176,7 @@ impl Fairing for Sessions {
         } else {
             match session::flush(shared, state).await {
                 Ok(()) => session::finish(state),
-                Err(e) => return replace_with_error(res, &e),
+                Err(e) => return replace_with_error(req, res, &e),
             }
         };
 
@@ -197,28 +197,53 @@ impl Fairing for Sessions {
 /// Turns a response whose session could not be written into the crate's
 /// own answer: 409 when another request ended the session, 503 when the
 /// store failed. Cookies and redirects the handler set are dropped, so a
-/// client is never told about data that was not stored.
-fn replace_with_error(res: &mut Response<'_>, e: &Error) {
-    let (status, body) = match e {
+/// client is never told about data that was not stored. The body names the
+/// kind of failure only; the log has the cause. It is JSON
+/// (`{"error": "..."}`) when the handler answered JSON or the client asked
+/// for it, plain text otherwise.
+fn replace_with_error(req: &Request<'_>, res: &mut Response<'_>, e: &Error) {
+    let (status, message) = match e {
         Error::Gone => {
             log::warn!("sessions: changes dropped: {e}");
             (
                 Status::Conflict,
-                format!("409 Conflict: {e}; the changes were not saved\n"),
+                "the session was ended by another request; the changes were not saved",
+            )
+        }
+        Error::Timeout => {
+            log::error!("sessions: cannot confirm the session write: {e}");
+            (
+                Status::ServiceUnavailable,
+                "the session store did not confirm the write in time; it may or may not have happened",
             )
         }
         _ => {
             log::error!("sessions: cannot save the session: {e}");
             (
                 Status::ServiceUnavailable,
-                format!("503 Service Unavailable: the session could not be saved ({e})\n"),
+                "the session could not be saved: the session store failed",
             )
         }
+    };
+    let wants_json = res.content_type().is_some_and(|t| t.is_json())
+        || req
+            .accept()
+            .is_some_and(|a| a.preferred().media_type().is_json());
+    let (content_type, body) = if wants_json {
+        (
+            ContentType::JSON,
+            serde_json::json!({ "error": message }).to_string(),
+        )
+    } else {
+        (
+            ContentType::Plain,
+            format!("{} {}: {message}\n", status.code, status.reason_lossy()),
+        )
     };
     res.remove_header("Set-Cookie");
     res.remove_header("Location");
     res.set_status(status);
-    res.set_header(ContentType::Plain);
+    res.set_header(content_type);
     res.set_header(Header::new("Cache-Control", "no-store"));
     res.set_sized_body(body.len(), Cursor::new(body));
 }

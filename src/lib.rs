@@ -169,6 +169,7 @@ mod cookie;
 mod error;
 mod fairing;
 mod id;
+mod limits;
 mod session;
 mod store;
 

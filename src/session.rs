@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::cookie;
 use crate::fairing::Shared;
+use crate::limits;
 use crate::store::{ChangeSet, Expiry};
 use crate::{Error, SessionId};
 
@@ -74,6 +75,8 @@ pub(crate) struct State {
     had_cookie: bool,
     /// The load moved the idle expiry: the cookie is due again.
     touched: Option<Expiry>,
+    /// The data's size as JSON, computed when first needed.
+    size: Option<usize>,
     /// What the response must do with the cookie after writes that
     /// succeeded.
     pub(crate) outcome: Option<CookieOutcome>,
@@ -107,6 +110,7 @@ impl State {
             destroy: None,
             had_cookie,
             touched: None,
+            size: None,
             outcome: None,
         }
     }
@@ -136,13 +140,34 @@ impl State {
         }
     }
 
-    fn mark_set(&mut self, key: String, value: Value) {
+    /// Sets `key`, refusing values the store could not keep and data that
+    /// would grow past `max_size`.
+    fn set(&mut self, key: String, value: Value, max_size: usize) -> Result<(), Error> {
         if self.data.get(&key) == Some(&value) {
-            return;
+            return Ok(());
         }
+        limits::check(&key, &value)?;
+        let old = self
+            .data
+            .get(&key)
+            .map_or(0, |v| limits::entry_len(&key, v));
+        let size = self.size() - old + limits::entry_len(&key, &value);
+        if size > max_size {
+            return Err(Error::TooLarge {
+                size,
+                limit: max_size,
+            });
+        }
+        self.size = Some(size);
         self.changes.remove.retain(|k| *k != key);
         self.changes.set.insert(key.clone(), value.clone());
         self.data.insert(key, value);
+        Ok(())
+    }
+
+    fn size(&mut self) -> usize {
+        let data = &self.data;
+        *self.size.get_or_insert_with(|| limits::json_len(data))
     }
 }
 
@@ -238,24 +263,42 @@ impl<'r> Session<'r> {
     ///
     /// # Errors
     ///
-    /// [`Error::Value`] when `value` cannot be represented as JSON (a map
-    /// with non-string keys, say).
+    /// - [`Error::Value`] when `value` cannot be represented as JSON (a map
+    ///   with non-string keys, say), or breaks the rules of
+    ///   [`Session::insert_value`];
+    /// - [`Error::TooLarge`] when the session's data would outgrow
+    ///   `max_size`.
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
         let key = key.into();
         let value = serde_json::to_value(value).map_err(|e| Error::value(&key, &e))?;
-        self.state().mark_set(key, value);
-        Ok(())
+        self.insert_value(key, value)
     }
 
-    /// Stores a JSON value under `key`.
-    pub fn insert_value(&self, key: impl Into<String>, value: Value) {
-        self.state().mark_set(key.into(), value);
+    /// Stores a JSON value under `key`. Storing the value a key already
+    /// holds changes nothing and causes no write.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Value`] when the key or value holds a NUL character
+    ///   (PostgreSQL cannot store it) or the value nests more than 64
+    ///   levels deep;
+    /// - [`Error::TooLarge`] when the session's data would outgrow
+    ///   `max_size`.
+    ///
+    /// The session is unchanged after an error.
+    pub fn insert_value(&self, key: impl Into<String>, value: Value) -> Result<(), Error> {
+        self.state()
+            .set(key.into(), value, self.shared.config.max_size)
     }
 
     /// Removes `key`, returning the value it held.
     pub fn remove(&self, key: &str) -> Option<Value> {
         let mut state = self.state();
         let old = state.data.remove(key)?;
+        let freed = limits::entry_len(key, &old);
+        if let Some(size) = &mut state.size {
+            *size -= freed;
+        }
         state.changes.set.remove(key);
         if !state.changes.clear && !state.changes.remove.iter().any(|k| k == key) {
             state.changes.remove.push(key.to_string());
@@ -270,6 +313,7 @@ impl<'r> Session<'r> {
             return;
         }
         state.data.clear();
+        state.size = None;
         state.changes.clear = true;
         state.changes.set.clear();
         state.changes.remove.clear();
@@ -317,6 +361,7 @@ impl<'r> Session<'r> {
         };
         state.destroy = Some(destroy);
         state.data.clear();
+        state.size = None;
         state.changes = ChangeSet::default();
         state.regenerate = false;
         state.touched = None;
@@ -333,7 +378,9 @@ impl<'r> Session<'r> {
     ///   it a new id meanwhile.
     ///
     /// On error the pending changes are dropped: they are neither retried
-    /// when the response goes out nor answered with a cookie.
+    /// when the response goes out nor answered with a cookie. After
+    /// [`Error::Timeout`] the outcome is unknown: the statement may still
+    /// have run on the server after the crate stopped waiting.
     pub async fn save(&self) -> Result<(), Error> {
         flush(self.shared, self.state).await
     }
@@ -378,7 +425,7 @@ async fn load(req: &Request<'_>, shared: &Shared) -> Slot {
         }
     }
     if candidates.len() < values.len() {
-        log::warn!("sessions: ignoring a malformed session cookie");
+        log::debug!("sessions: ignoring a malformed session cookie");
     }
 
     let mut state = State::fresh(!values.is_empty());

@@ -5,7 +5,7 @@ use rocket::http::Status;
 use rocket::response::content::RawHtml;
 use rocket::serde::json::{json, Json, Value};
 use rocket::{catch, catchers, delete, get, post, put, routes, Build, Request, Rocket};
-use rocket_tessera::Session;
+use rocket_tessera::{Error, Session};
 
 /// An error answer: `{"error": "..."}` with a 4xx status.
 type ApiError = (Status, Json<Value>);
@@ -13,6 +13,14 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 fn api_error(status: Status, message: impl Into<String>) -> ApiError {
     (status, Json(json!({ "error": message.into() })))
+}
+
+/// Stores a value, answering 413 or 422 when the session cannot take it.
+fn store(session: &Session<'_>, key: &str, value: Value) -> Result<(), ApiError> {
+    session.insert_value(key, value).map_err(|e| match e {
+        Error::TooLarge { .. } => api_error(Status::PayloadTooLarge, e.to_string()),
+        e => api_error(Status::UnprocessableEntity, e.to_string()),
+    })
 }
 
 fn whole(session: &Session<'_>) -> ApiResult {
@@ -31,7 +39,7 @@ fn show(session: Session<'_>) -> ApiResult {
 
 #[put("/api/session/<key>", data = "<value>")]
 fn put_key(session: Session<'_>, key: &str, value: Json<Value>) -> ApiResult {
-    session.insert_value(key, value.into_inner());
+    store(&session, key, value.into_inner())?;
     whole(&session)
 }
 
@@ -55,7 +63,7 @@ fn counter(session: Session<'_>) -> ApiResult {
     let next = current
         .checked_add(1)
         .ok_or_else(|| api_error(Status::Conflict, "`counter` cannot grow any further"))?;
-    session.insert_value("counter", json!(next));
+    store(&session, "counter", json!(next))?;
     Ok(Json(json!({ "counter": next })))
 }
 
@@ -76,7 +84,7 @@ fn login(session: Session<'_>, login: Json<Login>) -> ApiResult {
     }
     // A new id on every sign-in: a cookie planted before it is worthless.
     session.regenerate();
-    session.insert_value("user", json!(user));
+    store(&session, "user", json!(user))?;
     whole(&session)
 }
 

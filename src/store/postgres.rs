@@ -24,6 +24,14 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
     include_str!("../../migrations/0001_create_sessions.sql"),
 )];
 
+/// How long a cancel request for a timed-out statement may take.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// Every column the statements use: what launch checks for when it does
+/// not migrate.
+const COLUMNS: &str = "id_hash, data, user_id, version, created_at, last_seen_at, \
+                       idle_expires_at, absolute_expires_at";
+
 /// The expiry columns every statement returns, as `Max-Age` and `Expires`.
 const EXPIRY: &str = "ceil(extract(epoch FROM idle_expires_at - now()))::bigint, \
                       floor(extract(epoch FROM idle_expires_at))::bigint";
@@ -96,7 +104,7 @@ impl PostgresStore {
     /// Uses an existing pool; the table name and lifetimes come from
     /// `config`.
     pub fn with_pool(pool: Pool, config: &Config) -> PostgresStore {
-        let t = &config.table;
+        let t = &quote(&config.table);
         let idle = format!("interval '{} seconds'", config.idle_timeout);
         let absolute = format!("interval '{} seconds'", config.absolute_timeout);
         let touch = format!("interval '{} seconds'", config.touch_interval);
@@ -188,7 +196,10 @@ impl PostgresStore {
         }
         let client = self.pool.get().await.map_err(pool_error)?;
         client
-            .simple_query(&format!("SELECT 1 FROM {} LIMIT 0", self.table))
+            .simple_query(&format!(
+                "SELECT {COLUMNS} FROM {} LIMIT 0",
+                quote(&self.table)
+            ))
             .await
             .map_err(|e| {
                 let hint = if config.migrate {
@@ -225,12 +236,16 @@ impl PostgresStore {
         .await
         .map_err(query_error)?;
 
+        // "Already exists, skipping" notices are no news on every launch.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await
+            .map_err(query_error)?;
         if let Some((schema, _)) = self.table.split_once('.') {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
                 .await
                 .map_err(query_error)?;
         }
-        let history = format!("{}_migrations", self.table);
+        let history = quote(&format!("{}_migrations", self.table));
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {history} (version integer PRIMARY KEY, \
              name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -284,6 +299,12 @@ impl PostgresStore {
         match timeout_at(deadline, query).await {
             Ok(rows) => rows.map_err(query_error),
             Err(_) => {
+                // Ask the server to stop the statement (best effort: the
+                // write may still have happened), then close the connection.
+                let cancel = client.cancel_token();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
+                });
                 drop(Object::take(client));
                 Err(Error::Timeout)
             }
@@ -299,8 +320,10 @@ impl SessionStore for PostgresStore {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let position: i32 = row.get(0);
-        let Json(data): Json<Value> = row.get(1);
+        let position: i32 = column(row, 0)?;
+        // A row that does not decode is reported, never guessed at: the
+        // session stays as it is for someone to look into.
+        let Json(data): Json<Value> = column(row, 1)?;
         let Value::Object(data) = data else {
             return Err(Error::store_msg("a stored session is not a JSON object"));
         };
@@ -308,10 +331,10 @@ impl SessionStore for PostgresStore {
             index: usize::try_from(position - 1).unwrap_or(0),
             data,
             expiry: Expiry {
-                max_age: row.get(2),
-                unix: row.get(3),
+                max_age: column(row, 2)?,
+                unix: column(row, 3)?,
             },
-            touched: row.get(4),
+            touched: column(row, 4)?,
         }))
     }
 
@@ -350,11 +373,36 @@ impl SessionStore for PostgresStore {
     }
 }
 
+/// One column of a row, as a store error when it does not decode.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+) -> Result<T, Error> {
+    row.try_get(index).map_err(|e| {
+        let summary = format!(
+            "column {index} of a stored session does not decode: {}",
+            pg_summary(&e)
+        );
+        Error::store(summary, e)
+    })
+}
+
 fn expiry(row: &Row) -> Expiry {
     Expiry {
         max_age: row.get(0),
         unix: row.get(1),
     }
+}
+
+/// Quotes a table name, schema-qualified or not, so that names which are
+/// also SQL keywords (`user`) work. Validation allows only lowercase
+/// letters, digits and `_`, so nothing needs escaping.
+pub(crate) fn quote(table: &str) -> String {
+    table
+        .split('.')
+        .map(|part| format!("\"{part}\""))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A 64-bit advisory lock key for one purpose on one table.
@@ -380,10 +428,9 @@ pub(crate) fn substitute_table(sql: &str, table: &str) -> String {
         let end = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
         let word = &rest[..end];
         match word.strip_prefix("sessions") {
-            Some("") => out.push_str(table),
+            Some("") => out.push_str(&quote(table)),
             Some(suffix) if suffix.starts_with('_') => {
-                out.push_str(bare);
-                out.push_str(suffix);
+                out.push_str(&quote(&format!("{bare}{suffix}")))
             }
             _ => out.push_str(word),
         }
@@ -448,10 +495,9 @@ mod tests {
                    CREATE INDEX IF NOT EXISTS sessions_x_idx ON sessions (id); -- my_sessions stay";
         assert_eq!(
             substitute_table(sql, "auth.web"),
-            "CREATE TABLE IF NOT EXISTS auth.web (id int);\n\
-             CREATE INDEX IF NOT EXISTS web_x_idx ON auth.web (id); -- my_sessions stay"
+            "CREATE TABLE IF NOT EXISTS \"auth\".\"web\" (id int);\n\
+             CREATE INDEX IF NOT EXISTS \"web_x_idx\" ON \"auth\".\"web\" (id); -- my_sessions stay"
         );
-        assert_eq!(substitute_table(sql, "sessions"), sql);
     }
 
     #[test]

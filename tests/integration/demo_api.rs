@@ -199,3 +199,63 @@ async fn the_page_is_served() {
             && body.contains("/api/counter")
     );
 }
+
+#[rocket::async_test]
+async fn values_the_store_cannot_keep_are_refused_up_front() {
+    let db = TestDb::new().await;
+    let client = client(&db).await;
+    let deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
+    let big = format!("\"{}\"", "x".repeat(70_000));
+    let cases = [
+        (
+            "/api/session/k",
+            r#""a\u0000b""#.to_string(),
+            Status::UnprocessableEntity,
+        ),
+        (
+            "/api/session/a%00b",
+            "1".to_string(),
+            Status::UnprocessableEntity,
+        ),
+        ("/api/session/k", deep, Status::UnprocessableEntity),
+        ("/api/session/k", big, Status::PayloadTooLarge),
+    ];
+    for (path, body, status) in cases {
+        let res = client.put(path).body(body).dispatch().await;
+        assert_eq!(res.status(), status, "{path}");
+        assert!(set_cookies(&res).is_empty());
+        assert!(json_of(res).await["error"].is_string());
+    }
+    let res = client
+        .post("/api/login")
+        .body(r#"{"user":"bob\u0000"}"#)
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::UnprocessableEntity);
+    assert_eq!(db.count().await, 0);
+
+    // Within the limit, many keys add up until the data is full.
+    let res = client
+        .put("/api/session/a")
+        .body(format!("\"{}\"", "x".repeat(40_000)))
+        .dispatch()
+        .await;
+    let id = cookie_value(&res, NAME).unwrap();
+    let res = client
+        .put("/api/session/b")
+        .header(cookie(&id))
+        .body(format!("\"{}\"", "y".repeat(30_000)))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::PayloadTooLarge);
+    let res = client
+        .get("/api/session")
+        .header(cookie(&id))
+        .dispatch()
+        .await;
+    assert_eq!(
+        json_of(res).await.as_object().unwrap().len(),
+        1,
+        "the refused value was not kept"
+    );
+}

@@ -243,3 +243,32 @@ async fn a_missing_table_without_migrations_stops_launch() {
     let kind = launch_fails(demo_app(&db, json!({ "migrate": false }))).await;
     assert_eq!(kind, "fairing");
 }
+
+#[rocket::async_test]
+async fn a_table_of_the_wrong_shape_stops_launch() {
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE {table} (id text PRIMARY KEY, data text)")
+        .await;
+    let kind = launch_fails(demo_app(&db, json!({ "migrate": false }))).await;
+    assert_eq!(kind, "fairing");
+}
+
+#[rocket::async_test]
+async fn a_table_named_like_a_keyword_works() {
+    let db = TestDb::new().await;
+    let table = format!("{}.user", db.schema);
+    let client = Client::untracked(demo_app(&db, json!({ "table": table })))
+        .await
+        .unwrap();
+    let res = client.post("/api/counter").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    let sql = format!("SELECT count(*) FROM {}.\"user\"", db.schema);
+    assert_eq!(
+        db.client
+            .query_one(&sql, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+}
