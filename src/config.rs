@@ -18,6 +18,10 @@ pub(crate) const FIGMENT_KEY: &str = "sessions";
 /// Every field is optional; durations are whole seconds. Unknown keys are
 /// rejected at launch, naming the key.
 ///
+/// Sessions live in one of two places (see [`Mode`]): in PostgreSQL, with
+/// only an id in the cookie, or sealed inside the cookie itself, encrypted
+/// with the keys of `keys`.
+///
 /// ```toml
 /// [default.sessions]
 /// database_url = "postgres://app@127.0.0.1:5432/app"
@@ -32,6 +36,13 @@ pub(crate) const FIGMENT_KEY: &str = "sessions";
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Where sessions live: `"postgres"` (a row per session, the cookie
+    /// carries an id) or `"cookie"` (the session is sealed in the cookie).
+    ///
+    /// _Default:_ `"postgres"` when `database_url` is set (or the fairing
+    /// was given a store of its own), `"cookie"` otherwise. Launch logs
+    /// which mode is in use and why.
+    pub mode: Option<Mode>,
     /// PostgreSQL connection string, as a URL
     /// (`postgres://user:password@host:port/database`) or in key-value form.
     ///
@@ -111,6 +122,94 @@ pub struct Config {
     ///
     /// _Default:_ `65536` (64 KiB).
     pub max_size: usize,
+    /// Cookie mode's key ring. The first key seals every cookie; every key
+    /// opens the cookies sealed with it, and a cookie opened with a key
+    /// other than the first is sealed again with the first on that
+    /// response. See [`SealKey`].
+    ///
+    /// _Default:_ none. In cookie mode, the `debug` profile then uses a key
+    /// generated at launch (sessions end when the application restarts)
+    /// and every other profile refuses to launch.
+    pub keys: Vec<SealKey>,
+    /// Cookie mode: seconds by which the instants in a sealed cookie may lie
+    /// in the future, for application instances whose clocks differ a
+    /// little. At most 3600. Expiry itself is enforced to the second.
+    ///
+    /// _Default:_ `60`.
+    pub clock_skew: u64,
+    /// Cookie mode: an RFC 3339 instant (`"2025-06-01T12:00:00Z"`); every
+    /// session created before it is rejected, so setting it to the present
+    /// signs everyone out without rotating keys. It may not lie in the
+    /// future.
+    ///
+    /// _Default:_ none.
+    pub not_before: Option<String>,
+}
+
+/// Where sessions live; see [`Config::mode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A row per session in PostgreSQL (or the store given to
+    /// [`Sessions::with_store`](crate::Sessions::with_store)); the cookie
+    /// carries only the session's id.
+    Postgres,
+    /// The whole session sealed in the cookie with an AEAD. A session that
+    /// outgrows the cookie moves to the store when one is configured.
+    Cookie,
+}
+
+/// One key of cookie mode's key ring: an entry of `keys`.
+///
+/// ```toml
+/// [[release.sessions.keys]]
+/// id = "2025-06"
+/// algorithm = "xchacha20poly1305"
+/// key = "base64 of 32 random bytes"
+/// ```
+///
+/// `Debug` shows the id and the algorithm, never the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealKey {
+    /// A short public name for the key, carried in every cookie it seals so
+    /// that the right key opens it: 1 to 32 letters, digits, `.`, `_` or
+    /// `-`, unique within the ring.
+    pub id: String,
+    /// The AEAD this key seals with.
+    ///
+    /// _Default:_ `"xchacha20poly1305"`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// 32 random bytes in base64 (standard or URL-safe alphabet, padding
+    /// optional). `cargo run --example keygen` prints a fresh entry.
+    pub key: String,
+}
+
+/// The AEAD of a [`SealKey`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// XChaCha20-Poly1305 with random 192-bit nonces: no practical limit on
+    /// how many cookies one key seals.
+    #[default]
+    #[serde(rename = "xchacha20poly1305")]
+    XChaCha20Poly1305,
+    /// AES-256-GCM. Each cookie is sealed with a subkey derived (HKDF-SHA256)
+    /// from the key and 192 random bits carried in the cookie, so the
+    /// 96-bit nonce limit of AES-GCM (about 2^32 messages per key) does not
+    /// apply to the configured key.
+    #[serde(rename = "aes256gcm")]
+    Aes256Gcm,
+}
+
+impl fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealKey")
+            .field("id", &self.id)
+            .field("algorithm", &self.algorithm)
+            .field("key", &"[redacted]")
+            .finish()
+    }
 }
 
 /// The cookie's `SameSite` attribute, written `"strict"`, `"lax"` or
@@ -140,12 +239,15 @@ impl<'de> Deserialize<'de> for SameSite {
 }
 
 const MAX_LIFETIME: u64 = 400 * 24 * 60 * 60;
+const MAX_CLOCK_SKEW: u64 = 3600;
+const MAX_KEY_ID: usize = 32;
 const MAX_TABLE_PART: usize = 40;
 
 impl Default for Config {
     fn default() -> Config {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Config {
+            mode: None,
             database_url: None,
             pool_size: cores * 4,
             connect_timeout: 5,
@@ -162,6 +264,9 @@ impl Default for Config {
             absolute_timeout: 86400,
             touch_interval: 60,
             max_size: 65536,
+            keys: Vec::new(),
+            clock_skew: 60,
+            not_before: None,
         }
     }
 }
@@ -236,6 +341,9 @@ impl Config {
         if self.max_size < 64 {
             return bad("max_size", "must be at least 64 bytes");
         }
+        if self.clock_skew > MAX_CLOCK_SKEW {
+            return bad("clock_skew", "must be at most 3600 seconds");
+        }
         if !valid_table(&self.table) {
             return bad(
                 "table",
@@ -284,6 +392,64 @@ impl Config {
         if name.starts_with("__Secure-") && !self.secure {
             return bad("cookie_name", "a __Secure- name requires secure = true");
         }
+        self.validate_keys()?;
+        if self.not_before.is_some() {
+            match self.not_before_unix() {
+                None => {
+                    return bad(
+                        "not_before",
+                        "must be an RFC 3339 instant such as \"2025-06-01T12:00:00Z\"",
+                    )
+                }
+                Some(at) if at > unix_now().saturating_add(self.clock_skew as i64) => {
+                    return bad(
+                        "not_before",
+                        "lies in the future; it would reject every session until then",
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        for (i, key) in self.keys.iter().enumerate() {
+            let field = |name: &str| format!("keys[{i}].{name}");
+            let id_ok = |id: &str| {
+                (1..=MAX_KEY_ID).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            };
+            if !id_ok(&key.id) {
+                return Err(ConfigError::new(
+                    &field("id"),
+                    "must be 1 to 32 letters, digits, `.`, `_` or `-`",
+                ));
+            }
+            if self.keys[..i].iter().any(|k| k.id == key.id) {
+                return Err(ConfigError::new(
+                    &field("id"),
+                    "is used by an earlier key; ids must be unique",
+                ));
+            }
+            match crate::seal::decode_key(&key.key) {
+                None => {
+                    return Err(ConfigError::new(
+                        &field("key"),
+                        "must be 32 bytes in base64 (44 characters with padding)",
+                    ))
+                }
+                Some(bytes) if bytes.iter().all(|b| *b == bytes[0]) => {
+                    return Err(ConfigError::new(
+                        &field("key"),
+                        "repeats a single byte; use 32 random bytes",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         Ok(())
     }
 
@@ -301,6 +467,18 @@ impl Config {
 
     pub(crate) fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout)
+    }
+
+    /// `not_before` in seconds since the Unix epoch, if it is set and
+    /// parses.
+    pub(crate) fn not_before_unix(&self) -> Option<i64> {
+        use rocket::time::format_description::well_known::Rfc3339;
+        use rocket::time::OffsetDateTime;
+
+        let text = self.not_before.as_deref()?;
+        OffsetDateTime::parse(text, &Rfc3339)
+            .ok()
+            .map(OffsetDateTime::unix_timestamp)
     }
 
     /// The database URL with any password replaced, for messages.
@@ -336,6 +514,10 @@ impl fmt::Debug for Config {
             .field("absolute_timeout", &self.absolute_timeout)
             .field("touch_interval", &self.touch_interval)
             .field("max_size", &self.max_size)
+            .field("mode", &self.mode)
+            .field("keys", &self.keys)
+            .field("clock_skew", &self.clock_skew)
+            .field("not_before", &self.not_before)
             .finish()
     }
 }
@@ -373,6 +555,14 @@ pub(crate) fn redact(config: &tokio_postgres::Config) -> String {
         .collect();
     let db = config.get_dbname().unwrap_or("");
     format!("postgres://{user}{password}{at}{}/{db}", hosts.join(","))
+}
+
+/// The server's clock, in seconds since the Unix epoch.
+pub(crate) fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn valid_table(table: &str) -> bool {
@@ -424,17 +614,31 @@ impl ConfigError {
         &self.field
     }
 
-    /// Translates figment's error, dropping the value it quotes.
+    /// Translates figment's error, dropping the value it quotes. Paths read
+    /// as in TOML: `keys[0].key`.
     fn from_figment(err: rocket::figment::Error) -> ConfigError {
-        let path = err
-            .path
-            .iter()
-            .filter(|p| *p != FIGMENT_KEY)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(".");
+        let mut path = String::new();
+        // Figment appends the table's own key to the path.
+        for part in err.path.iter().filter(|p| *p != FIGMENT_KEY) {
+            if !path.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+                path.push_str(&format!("[{part}]"));
+            } else {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(part);
+            }
+        }
+        let within = |name: &str| {
+            if path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            }
+        };
         let problem = match &err.kind {
-            Kind::UnknownField(name, _) => {
+            // The path already ends with the unknown name.
+            Kind::UnknownField(name, _) if path.is_empty() || path == *name => {
                 return ConfigError::new(name, "is not a known setting of the sessions table");
             }
             Kind::InvalidType(Actual::Str(_), _) if path.is_empty() => {
@@ -443,6 +647,9 @@ impl ConfigError {
                     "must be a table of settings, such as ROCKET_SESSIONS='{idle_timeout=300}'; \
                      check its quotes and braces",
                 );
+            }
+            Kind::UnknownField(..) => {
+                return ConfigError::new(&path, "is not a known setting here");
             }
             Kind::InvalidType(actual, expected) => {
                 format!(
@@ -459,8 +666,8 @@ impl ConfigError {
             }
             Kind::UnknownVariant(_, expected) => format!("must be one of {}", expected.join(", ")),
             Kind::InvalidLength(_, expected) => format!("expected {expected}"),
-            Kind::MissingField(name) => return ConfigError::new(name, "is missing"),
-            Kind::DuplicateField(name) => return ConfigError::new(name, "is given twice"),
+            Kind::MissingField(name) => return ConfigError::new(&within(name), "is missing"),
+            Kind::DuplicateField(name) => return ConfigError::new(&within(name), "is given twice"),
             _ => "is not valid here".to_string(),
         };
         let field = if path.is_empty() {
@@ -643,5 +850,86 @@ mod tests {
     #[test]
     fn an_absent_table_gives_the_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    const KEY: &str = "qvfQfnBPKXzlN3ZzPpGTRh3sDdPRmnH0TeBysFjb9Rk=";
+
+    #[test]
+    fn mode_and_cookie_settings_parse() {
+        let c = parse(&format!(
+            "[sessions]\nmode = \"cookie\"\nclock_skew = 5\n\
+             not_before = \"2024-01-02T03:04:05Z\"\n\
+             keys = [{{ id = \"k1\", key = \"{KEY}\" }}, \
+                     {{ id = \"k0\", algorithm = \"aes256gcm\", key = \"{KEY}\" }}]"
+        ))
+        .unwrap();
+        assert_eq!(c.mode, Some(Mode::Cookie));
+        assert_eq!(c.clock_skew, 5);
+        assert_eq!(c.not_before_unix(), Some(1_704_164_645));
+        assert_eq!(c.keys[0].algorithm, Algorithm::XChaCha20Poly1305);
+        assert_eq!(c.keys[1].algorithm, Algorithm::Aes256Gcm);
+        assert_eq!(Config::default().mode, None);
+    }
+
+    #[test]
+    fn key_errors_name_the_entry_but_never_the_key() {
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlYw";
+        let cases = [
+            (format!("{{ id = \"a b\", key = \"{KEY}\" }}"), "keys[0].id"),
+            (format!("{{ id = \"\", key = \"{KEY}\" }}"), "keys[0].id"),
+            (
+                format!("{{ id = \"a\", key = \"{KEY}\" }}, {{ id = \"a\", key = \"{KEY}\" }}"),
+                "keys[1].id",
+            ),
+            (
+                format!("{{ id = \"a\", key = \"{secret}\" }}"),
+                "keys[0].key",
+            ),
+            (
+                format!("{{ id = \"a\", key = \"{secret}!!\" }}"),
+                "keys[0].key",
+            ),
+            (
+                "{ id = \"a\", key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\" }".into(),
+                "keys[0].key",
+            ),
+            (
+                format!("{{ id = \"a\", key = \"{secret}\", algorithm = \"des\" }}"),
+                "keys[0].algorithm",
+            ),
+            (
+                format!("{{ id = \"a\", key = \"{secret}\", extra = 1 }}"),
+                "keys[0].extra",
+            ),
+            ("{ id = \"a\" }".into(), "keys[0].key"),
+        ];
+        for (keys, field) in cases {
+            let err = parse(&format!("[sessions]\nkeys = [{keys}]")).unwrap_err();
+            assert_eq!(err.field(), field, "{keys}");
+            assert!(!err.to_string().contains(&secret[..12]), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_keys() {
+        let c = parse(&format!(
+            "[sessions]\nkeys = [{{ id = \"k1\", key = \"{KEY}\" }}]"
+        ))
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("k1"), "{shown}");
+        assert!(!shown.contains(&KEY[..12]), "{shown}");
+    }
+
+    #[test]
+    fn not_before_and_clock_skew_are_checked() {
+        let err = parse("[sessions]\nnot_before = \"yesterday\"").unwrap_err();
+        assert_eq!(err.field(), "not_before");
+        let err = parse("[sessions]\nnot_before = \"2999-01-01T00:00:00Z\"").unwrap_err();
+        assert_eq!(err.field(), "not_before");
+        assert!(err.to_string().contains("future"), "{err}");
+        let err = parse("[sessions]\nclock_skew = 3601").unwrap_err();
+        assert_eq!(err.field(), "clock_skew");
+        assert!(parse("[sessions]\nnot_before = \"2020-01-01T00:00:00+02:00\"").is_ok());
     }
 }

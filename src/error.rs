@@ -40,6 +40,15 @@ pub enum Error {
     /// Loading the session failed earlier in this request; the cause was
     /// logged then.
     Unavailable,
+    /// Cookie mode: the sealed session would exceed what browsers keep of a
+    /// cookie, and no store is configured to move it to. The previous
+    /// cookie stays valid; the changes were dropped.
+    CookieTooLarge {
+        /// Bytes of cookie name and value the session would have taken.
+        size: usize,
+        /// The most a browser keeps: 4096.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -95,6 +104,11 @@ impl fmt::Display for Error {
                 "the Session guard was used, but the rocket_tessera fairing is not attached",
             ),
             Error::Unavailable => f.write_str("session could not be loaded"),
+            Error::CookieTooLarge { size, limit } => write!(
+                f,
+                "session does not fit in a cookie: {size} bytes of name and value, \
+                 browsers keep at most {limit}"
+            ),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The fairing: configuration, store and migrations at ignite; the write
 //! back on each response; closing the store at shutdown.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io::Cursor;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Header, Status};
 use rocket::{Build, Orbit, Request, Response, Rocket};
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::cookie;
+use crate::seal::KeyRing;
 use crate::session::{self, CookieOutcome, Slot};
 use crate::store::{PostgresStore, SessionStore};
 use crate::Error;
@@ -21,9 +23,12 @@ type StoreWrapper = dyn Fn(Arc<dyn SessionStore>) -> Arc<dyn SessionStore> + Sen
 /// The fairing that gives a Rocket application sessions.
 ///
 /// At ignite it reads the `sessions` table of the configuration (see
-/// [`Config`]), connects to PostgreSQL, applies pending migrations and
-/// stops launch with one clear error if any of that fails. On every
-/// response it writes what the handler changed, then sets the cookie.
+/// [`Config`]) and chooses the mode ([`Mode`]). When a database is
+/// configured it connects to PostgreSQL and applies pending migrations, in
+/// either mode; in cookie mode it builds the key ring. Launch stops with one
+/// clear error if any of that fails: a database that is down never makes
+/// it fall back to cookies. On every response it writes what the handler
+/// changed, then sets the cookie.
 ///
 /// ```rust,no_run
 /// # use rocket::launch;
@@ -52,10 +57,33 @@ impl std::fmt::Debug for Sessions {
 /// The state the fairing manages: shared by every request.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) backend: Backend,
+}
+
+/// Where this application's sessions live: the one place the two modes
+/// differ.
+pub(crate) enum Backend {
+    /// PostgreSQL mode: every session is in the store; the cookie carries
+    /// its id.
+    Store(Arc<dyn SessionStore>),
+    /// Cookie mode: sessions are sealed in the cookie. A session that
+    /// outgrows it moves to `spill`, when there is one, and stays there.
+    Cookie {
+        ring: KeyRing,
+        spill: Option<Arc<dyn SessionStore>>,
+    },
 }
 
 impl Shared {
+    /// The store, if this application has one: always in PostgreSQL mode,
+    /// and in cookie mode when sessions can spill over to it.
+    pub(crate) fn store(&self) -> Option<&Arc<dyn SessionStore>> {
+        match &self.backend {
+            Backend::Store(store) => Some(store),
+            Backend::Cookie { spill, .. } => spill.as_ref(),
+        }
+    }
+
     /// Runs a store call within `operation_timeout`.
     pub(crate) async fn call<T>(
         &self,
@@ -68,7 +96,8 @@ impl Shared {
 }
 
 impl Sessions {
-    /// The fairing, with the PostgreSQL store configured in `Rocket.toml`.
+    /// The fairing, with the mode and the store configured in
+    /// `Rocket.toml`.
     pub fn fairing() -> Sessions {
         Sessions {
             store: None,
@@ -78,7 +107,9 @@ impl Sessions {
 
     /// The fairing, with a store of your own instead of the configured one.
     /// The cookie and lifetime settings still come from the configuration;
-    /// `database_url` is not needed.
+    /// `database_url` is not needed. Without a `mode`, sessions live in
+    /// this store; with `mode = "cookie"`, sessions that outgrow the cookie
+    /// move to it.
     pub fn with_store(store: impl SessionStore) -> Sessions {
         Sessions {
             store: Some(Arc::new(store)),
@@ -94,6 +125,70 @@ impl Sessions {
     {
         self.wrap = Some(Arc::new(wrap));
         self
+    }
+
+    /// The mode in effect and why, for the launch log.
+    fn mode(&self, config: &Config) -> (Mode, &'static str) {
+        match config.mode {
+            Some(Mode::Postgres) => (Mode::Postgres, "mode = \"postgres\""),
+            Some(Mode::Cookie) => (Mode::Cookie, "mode = \"cookie\""),
+            None if self.store.is_some() => (Mode::Postgres, "a store was given to the fairing"),
+            None if config.database_url.is_some() => (Mode::Postgres, "database_url is set"),
+            None => (Mode::Cookie, "no database_url is set"),
+        }
+    }
+
+    async fn build_backend(&self, config: &Config, debug: bool) -> Result<Backend, String> {
+        let (mode, why) = self.mode(config);
+        if mode == Mode::Postgres {
+            if !config.keys.is_empty() || config.not_before.is_some() {
+                log::warn!("sessions: `keys` and `not_before` only apply to cookie mode");
+            }
+            log::info!("sessions: PostgreSQL mode ({why})");
+            return Ok(Backend::Store(
+                self.wrapped(self.build_store(config).await?),
+            ));
+        }
+
+        let ring = if !config.keys.is_empty() {
+            KeyRing::new(&config.keys).map_err(|e| e.to_string())?
+        } else if debug {
+            log::warn!(
+                "sessions: no `keys` configured; sealing cookies with a key made for this \
+                 run only, so sessions end when the application restarts. Profiles other \
+                 than `debug` refuse to launch without keys."
+            );
+            KeyRing::ephemeral()
+        } else {
+            return Err(
+                "invalid session configuration: `sessions.keys` is empty; cookie mode needs \
+                 at least one key outside the debug profile (32 random bytes in base64, as \
+                 `openssl rand -base64 32` prints them)"
+                    .into(),
+            );
+        };
+        let spill = if self.store.is_some() || config.database_url.is_some() {
+            Some(self.wrapped(self.build_store(config).await?))
+        } else {
+            None
+        };
+        match &spill {
+            Some(_) => log::info!(
+                "sessions: cookie mode ({why}); sessions too large for the cookie move to the store"
+            ),
+            None => log::info!(
+                "sessions: cookie mode ({why}); no store, so a session too large for the \
+                 cookie fails to save"
+            ),
+        }
+        Ok(Backend::Cookie { ring, spill })
+    }
+
+    fn wrapped(&self, store: Arc<dyn SessionStore>) -> Arc<dyn SessionStore> {
+        match &self.wrap {
+            Some(wrap) => wrap(store),
+            None => store,
+        }
     }
 
     async fn build_store(&self, config: &Config) -> Result<Arc<dyn SessionStore>, String> {
@@ -121,10 +216,7 @@ impl Sessions {
                 ));
             }
         }
-        log::info!(
-            "sessions: PostgreSQL mode, table `{}` at {url}",
-            config.table
-        );
+        log::info!("sessions: store: table `{}` at {url}", config.table);
         Ok(Arc::new(store))
     }
 }
@@ -146,18 +238,14 @@ impl Fairing for Sessions {
                 return Err(rocket);
             }
         };
-        let store = match self.build_store(&config).await {
-            Ok(store) => store,
+        let debug = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
+        match self.build_backend(&config, debug).await {
+            Ok(backend) => Ok(rocket.manage(Shared { config, backend })),
             Err(e) => {
                 log::error!("sessions: {e}");
-                return Err(rocket);
+                Err(rocket)
             }
-        };
-        let store = match &self.wrap {
-            Some(wrap) => wrap(store),
-            None => store,
-        };
-        Ok(rocket.manage(Shared { config, store }))
+        }
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
@@ -202,26 +290,34 @@ impl Fairing for Sessions {
 /// (`{"error": "..."}`) when the handler answered JSON or the client asked
 /// for it, plain text otherwise.
 fn replace_with_error(req: &Request<'_>, res: &mut Response<'_>, e: &Error) {
-    let (status, message) = match e {
+    let (status, message): (Status, Cow<'static, str>) = match e {
         Error::Gone => {
             log::warn!("sessions: changes dropped: {e}");
             (
                 Status::Conflict,
-                "the session was ended by another request; the changes were not saved",
+                "the session was ended by another request; the changes were not saved".into(),
             )
         }
         Error::Timeout => {
             log::error!("sessions: cannot confirm the session write: {e}");
             (
                 Status::ServiceUnavailable,
-                "the session store did not confirm the write in time; it may or may not have happened",
+                "the session store did not confirm the write in time; it may or may not have happened".into(),
             )
+        }
+        Error::CookieTooLarge { size, limit } => {
+            log::error!("sessions: cannot save the session: {e}");
+            let message = format!(
+                "the session could not be saved: it would take {size} bytes of cookie, \
+                 over the limit of {limit}; the previous cookie stays valid"
+            );
+            (Status::ServiceUnavailable, message.into())
         }
         _ => {
             log::error!("sessions: cannot save the session: {e}");
             (
                 Status::ServiceUnavailable,
-                "the session could not be saved: the session store failed",
+                "the session could not be saved: the session store failed".into(),
             )
         }
     };

@@ -30,9 +30,7 @@ impl SessionId {
     /// which no secure id can be made at all.
     pub fn generate() -> SessionId {
         let mut bytes = [0u8; ID_BYTES];
-        rand::rngs::SysRng
-            .try_fill_bytes(&mut bytes)
-            .expect("the operating system's CSPRNG failed");
+        fill_random(&mut bytes);
         SessionId(bytes)
     }
 
@@ -63,6 +61,18 @@ impl SessionId {
     pub fn hash(&self) -> [u8; 32] {
         Sha256::digest(self.0).into()
     }
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+///
+/// # Panics
+///
+/// Panics if the operating system cannot provide randomness, a state in
+/// which no secure id, nonce or key can be made at all.
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    rand::rngs::SysRng
+        .try_fill_bytes(buf)
+        .expect("the operating system's CSPRNG failed");
 }
 
 impl fmt::Debug for SessionId {

@@ -170,10 +170,12 @@ mod error;
 mod fairing;
 mod id;
 mod limits;
+mod seal;
+mod sealed;
 mod session;
 mod store;
 
-pub use crate::config::{Config, ConfigError, SameSite};
+pub use crate::config::{Algorithm, Config, ConfigError, Mode, SameSite, SealKey};
 pub use crate::error::{Error, StoreError};
 pub use crate::fairing::Sessions;
 pub use crate::id::SessionId;

@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::cookie;
-use crate::fairing::Shared;
+use crate::fairing::{Backend, Shared};
 use crate::limits;
+use crate::sealed::{self, Job, Meta, Written};
 use crate::store::{ChangeSet, Expiry};
 use crate::{Error, SessionId};
 
@@ -24,7 +25,10 @@ use crate::{Error, SessionId};
 /// guard cost nothing. Changes are kept in memory and written once, when
 /// the response goes out, by the [`Sessions`](crate::Sessions) fairing.
 ///
-/// Values are stored as JSON under string keys.
+/// Values are stored as JSON under string keys. The API and its behaviour
+/// are the same in both modes ([`Mode`](crate::Mode)); where the modes
+/// differ (what `destroy()` and `regenerate()` can do about copies of an
+/// old cookie), the method says so.
 ///
 /// ```rust
 /// use rocket::{get, post, serde::json::Json};
@@ -64,8 +68,8 @@ pub(crate) enum Slot {
 
 /// One request's view of its session.
 pub(crate) struct State {
-    /// The id of the stored session, if there is one.
-    id: Option<SessionId>,
+    /// Where the session lives, if anywhere yet.
+    backing: Backing,
     data: Map<String, Value>,
     changes: ChangeSet,
     regenerate: bool,
@@ -80,6 +84,29 @@ pub(crate) struct State {
     /// What the response must do with the cookie after writes that
     /// succeeded.
     pub(crate) outcome: Option<CookieOutcome>,
+}
+
+/// What backs a request's session.
+enum Backing {
+    /// Nothing yet: a new session, or one destroyed in this request.
+    New,
+    /// A session in the store under this id (PostgreSQL mode, or a cookie
+    /// mode session that outgrew the cookie).
+    Stored(SessionId),
+    /// A session sealed in the cookie (cookie mode).
+    Sealed {
+        meta: Meta,
+        /// The data as the cookie holds it; changes apply to it.
+        base: Map<String, Value>,
+        /// The cookie is due to be sealed again even if nothing changes.
+        reseal: bool,
+    },
+}
+
+impl Backing {
+    fn is_new(&self) -> bool {
+        matches!(self, Backing::New)
+    }
 }
 
 /// The cookie the response carries.
@@ -98,12 +125,13 @@ struct Plan {
 enum Write {
     Create(SessionId, ChangeSet),
     Update(SessionId, ChangeSet),
+    Seal(Job),
 }
 
 impl State {
     fn fresh(had_cookie: bool) -> State {
         State {
-            id: None,
+            backing: Backing::New,
             data: Map::new(),
             changes: ChangeSet::default(),
             regenerate: false,
@@ -115,24 +143,45 @@ impl State {
         }
     }
 
-    fn plan(&mut self) -> Plan {
+    /// The writes this request's changes need; `sealing` tells whether new
+    /// sessions go into the cookie (cookie mode) or the store.
+    fn plan(&mut self, sealing: bool) -> Plan {
         let changes = std::mem::take(&mut self.changes);
         let regenerate = std::mem::take(&mut self.regenerate);
-        let write = match &self.id {
-            Some(id) if regenerate || !changes.is_empty() => {
+        let changed = regenerate || !changes.is_empty();
+        let write = match &mut self.backing {
+            Backing::Stored(id) if changed => {
                 let new_id = regenerate.then(SessionId::generate);
                 Some(Write::Update(id.clone(), ChangeSet { new_id, ..changes }))
             }
-            Some(_) => None,
+            Backing::Stored(_) => None,
+            Backing::Sealed { meta, base, reseal } if changed || *reseal => {
+                *reseal = false;
+                let mut data = base.clone();
+                changes.apply_to(&mut data);
+                Some(Write::Seal(Job {
+                    meta: Some(meta.clone()),
+                    regenerate,
+                    data,
+                    changed,
+                }))
+            }
+            Backing::Sealed { .. } => None,
             // A new session is stored once something was set in it.
-            None if !changes.set.is_empty() => {
+            Backing::New if changes.set.is_empty() => None,
+            Backing::New if sealing => Some(Write::Seal(Job {
+                meta: None,
+                regenerate: false,
+                data: self.data.clone(),
+                changed: true,
+            })),
+            Backing::New => {
                 let all = ChangeSet {
                     set: self.data.clone(),
                     ..ChangeSet::default()
                 };
                 Some(Write::Create(SessionId::generate(), all))
             }
-            None => None,
         };
         Plan {
             destroy: self.destroy.take(),
@@ -175,30 +224,61 @@ impl Plan {
     async fn run(self, shared: &Shared, state: &Mutex<State>) -> Result<(), Error> {
         if let Some(stored) = self.destroy {
             if let Some(id) = &stored {
-                shared.call(shared.store.destroy(id)).await?;
+                shared.call(store(shared)?.destroy(id)).await?;
             }
             let mut state = lock(state);
             if stored.is_some() || state.had_cookie {
                 state.outcome = Some(CookieOutcome::Remove);
             }
         }
-        let (id, expiry) = match self.write {
+        let written = match self.write {
             None => return Ok(()),
             Some(Write::Create(id, changes)) => {
-                let expiry = shared.call(shared.store.create(&id, &changes)).await?;
-                (id, expiry)
+                let expiry = shared.call(store(shared)?.create(&id, &changes)).await?;
+                Written::Stored(id, expiry)
             }
             Some(Write::Update(id, changes)) => {
-                let expiry = shared.call(shared.store.update(&id, &changes)).await?;
-                (changes.new_id.unwrap_or(id), expiry)
+                let expiry = shared.call(store(shared)?.update(&id, &changes)).await?;
+                Written::Stored(changes.new_id.unwrap_or(id), expiry)
             }
+            Some(Write::Seal(job)) => match &shared.backend {
+                Backend::Cookie { ring, .. } => sealed::write(shared, ring, job).await?,
+                Backend::Store(_) => return Err(Error::store_msg("cookie mode is not in use")),
+            },
         };
+
         let mut state = lock(state);
-        state.outcome = Some(CookieOutcome::Issue(id.encode(), expiry));
-        state.id = Some(id);
-        state.touched = None;
+        match written {
+            Written::Stored(id, expiry) => {
+                state.outcome = Some(CookieOutcome::Issue(id.encode(), expiry));
+                state.backing = Backing::Stored(id);
+                state.touched = None;
+            }
+            Written::Sealed {
+                value,
+                expiry,
+                meta,
+                data,
+            } => {
+                state.outcome = Some(CookieOutcome::Issue(value, expiry));
+                state.backing = Backing::Sealed {
+                    meta,
+                    base: data,
+                    reseal: false,
+                };
+            }
+            Written::Kept => {}
+        }
         Ok(())
     }
+}
+
+/// The store that a stored session's writes go to.
+fn store(shared: &Shared) -> Result<&dyn crate::SessionStore, Error> {
+    shared
+        .store()
+        .map(|store| &**store)
+        .ok_or_else(|| Error::store_msg("no session store is configured"))
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -210,7 +290,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 /// Writes the pending changes of a request's session.
 pub(crate) async fn flush(shared: &Shared, state: &Mutex<State>) -> Result<(), Error> {
-    let plan = lock(state).plan();
+    let sealing = matches!(shared.backend, Backend::Cookie { .. });
+    let plan = lock(state).plan(sealing);
     plan.run(shared, state).await
 }
 
@@ -222,8 +303,8 @@ pub(crate) fn finish(state: &Mutex<State>) -> Option<CookieOutcome> {
         return Some(outcome);
     }
     let touched = state.touched.take();
-    match (&state.id, touched) {
-        (Some(id), Some(expiry)) => Some(CookieOutcome::Issue(id.encode(), expiry)),
+    match (&state.backing, touched) {
+        (Backing::Stored(id), Some(expiry)) => Some(CookieOutcome::Issue(id.encode(), expiry)),
         _ => None,
     }
 }
@@ -332,29 +413,40 @@ impl<'r> Session<'r> {
     /// Whether no stored session backs this request (yet): the request
     /// carried no valid cookie, or the session was destroyed.
     pub fn is_new(&self) -> bool {
-        self.state().id.is_none()
+        self.state().backing.is_new()
     }
 
     /// Gives the session a new id and keeps its data: the defence against
     /// session fixation, to call whenever privileges change (sign-in,
     /// sign-out, password change).
     ///
-    /// The id changes in the same statement as the request's other changes
-    /// and the old id stops working at once. On a new session this does
-    /// nothing: it gets a fresh id when first stored anyway.
+    /// In PostgreSQL mode the id changes in the same statement as the
+    /// request's other changes and the old id stops working at once. In
+    /// cookie mode the session gets a new id and a fresh seal; a copy of
+    /// the old cookie still opens until it expires, as nothing on the server
+    /// remembers it (`not_before` in the configuration is the way to reject
+    /// every older session). On a new session this does nothing: it gets a
+    /// fresh id when first stored anyway.
     pub fn regenerate(&self) {
         let mut state = self.state();
-        if state.id.is_some() {
+        if !state.backing.is_new() {
             state.regenerate = true;
         }
     }
 
-    /// Ends the session: its data goes, the stored row is deleted, and the
-    /// response clears the cookie. Keys inserted afterwards start a new
+    /// Ends the session: its data goes, the stored row (if any) is
+    /// deleted, and the response clears the cookie with a removal cookie of
+    /// the same name, path and domain. Keys inserted afterwards start a new
     /// session with a new id.
+    ///
+    /// In cookie mode this relies on the browser: a copy of the sealed
+    /// cookie taken before still opens until it expires.
     pub fn destroy(&self) {
         let mut state = self.state();
-        let stored = state.id.take();
+        let stored = match std::mem::replace(&mut state.backing, Backing::New) {
+            Backing::Stored(id) => Some(id),
+            Backing::New | Backing::Sealed { .. } => None,
+        };
         let destroy = match state.destroy.take() {
             Some(Some(earlier)) => Some(earlier),
             _ => stored,
@@ -375,7 +467,9 @@ impl<'r> Session<'r> {
     ///
     /// - [`Error::Store`] or [`Error::Timeout`] when the store failed;
     /// - [`Error::Gone`] when another request destroyed the session or gave
-    ///   it a new id meanwhile.
+    ///   it a new id meanwhile;
+    /// - [`Error::CookieTooLarge`] in cookie mode, when the session no longer
+    ///   fits in a cookie and no store is configured to move it to.
     ///
     /// On error the pending changes are dropped: they are neither retried
     /// when the response goes out nor answered with a cookie. After
@@ -391,7 +485,7 @@ impl fmt::Debug for Session<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state();
         f.debug_struct("Session")
-            .field("new", &state.id.is_none())
+            .field("new", &state.backing.is_new())
             .field("keys", &state.data.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -419,22 +513,44 @@ impl<'r> FromRequest<'r> for Session<'r> {
 async fn load(req: &Request<'_>, shared: &Shared) -> Slot {
     let values = cookie::values(req, shared.config.cookie_name());
     let mut candidates: Vec<SessionId> = Vec::with_capacity(values.len());
-    for id in values.iter().filter_map(|v| SessionId::parse(v)) {
-        if !candidates.contains(&id) {
-            candidates.push(id);
+    let mut others = Vec::new();
+    for value in &values {
+        match SessionId::parse(value) {
+            Some(id) if !candidates.contains(&id) => candidates.push(id),
+            Some(_) => {}
+            None => others.push(*value),
         }
     }
-    if candidates.len() < values.len() {
-        log::debug!("sessions: ignoring a malformed session cookie");
+
+    // Cookie mode: a sealed session opens without a store.
+    let mut state = State::fresh(!values.is_empty());
+    match &shared.backend {
+        Backend::Cookie { ring, .. } => {
+            if let Some(opened) = sealed::open(&shared.config, ring, &others) {
+                state.data = opened.data.clone();
+                state.backing = Backing::Sealed {
+                    meta: opened.meta,
+                    base: opened.data,
+                    reseal: opened.reseal,
+                };
+                return Slot::Ready(Box::new(Mutex::new(state)));
+            }
+        }
+        Backend::Store(_) if !others.is_empty() => {
+            log::debug!("sessions: ignoring a malformed session cookie");
+        }
+        Backend::Store(_) => {}
     }
 
-    let mut state = State::fresh(!values.is_empty());
-    if candidates.is_empty() {
+    let Some(store) = shared.store().filter(|_| !candidates.is_empty()) else {
         return Slot::Ready(Box::new(Mutex::new(state)));
-    }
-    match shared.call(shared.store.load(&candidates)).await {
+    };
+    match shared.call(store.load(&candidates)).await {
         Ok(Some(loaded)) => {
-            state.id = candidates.into_iter().nth(loaded.index);
+            state.backing = candidates
+                .into_iter()
+                .nth(loaded.index)
+                .map_or(Backing::New, Backing::Stored);
             state.data = loaded.data;
             state.touched = loaded.touched.then_some(loaded.expiry);
         }

@@ -48,12 +48,31 @@ pub struct ChangeSet {
     pub remove: Vec<String>,
     /// The new id the session moves to (`Session::regenerate`).
     pub new_id: Option<SessionId>,
+    /// Read by [`SessionStore::create`] only: when the session began, in
+    /// seconds since the Unix epoch, for a session that began before it is
+    /// stored (cookie mode moving a grown session to the store). Its
+    /// absolute expiry counts from this instant. `None` means now.
+    pub created_at: Option<i64>,
 }
 
 impl ChangeSet {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         !self.clear && self.set.is_empty() && self.remove.is_empty() && self.new_id.is_none()
+    }
+
+    /// Applies the data changes to a whole session's data, in the order a
+    /// store applies them: clear, then remove, then set.
+    pub fn apply_to(&self, data: &mut Map<String, Value>) {
+        if self.clear {
+            data.clear();
+        }
+        for key in &self.remove {
+            data.remove(key);
+        }
+        for (key, value) in &self.set {
+            data.insert(key.clone(), value.clone());
+        }
     }
 }
 
@@ -65,6 +84,7 @@ impl std::fmt::Debug for ChangeSet {
             .field("set", &self.set.keys().collect::<Vec<_>>())
             .field("remove", &self.remove)
             .field("new_id", &self.new_id.is_some())
+            .field("created_at", &self.created_at)
             .finish()
     }
 }
@@ -98,7 +118,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn load(&self, candidates: &[SessionId]) -> Result<Option<Loaded>, Error>;
 
     /// Stores a new session under `id`, with the data in `changes`
-    /// (`changes.new_id` is ignored: `id` is already new).
+    /// (`changes.new_id` is ignored: `id` is already new). Its absolute
+    /// expiry counts from `changes.created_at` when set, else from now.
     async fn create(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error>;
 
     /// Applies `changes` to the live session `id` in one step, moving it to

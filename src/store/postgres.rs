@@ -132,9 +132,12 @@ impl PostgresStore {
                  CROSS JOIN LATERAL (SELECT COALESCE( \
                    (SELECT idle_expires_at FROM touched), s.idle_expires_at) AS at) e"
             ),
+            // A session that began earlier (moved from the cookie) keeps
+            // its absolute expiry; it is never placed after now.
             create: format!(
-                "INSERT INTO {t} (id_hash, data, idle_expires_at, absolute_expires_at) \
-                 VALUES ($1, $2, now() + LEAST({idle}, {absolute}), now() + {absolute}) \
+                "INSERT INTO {t} (id_hash, data, created_at, idle_expires_at, absolute_expires_at) \
+                 SELECT $1, $2, c.at, LEAST(now() + {idle}, c.at + {absolute}), c.at + {absolute} \
+                 FROM (SELECT LEAST(COALESCE(to_timestamp($3::bigint), now()), now()) AS at) c \
                  ON CONFLICT DO NOTHING RETURNING {EXPIRY}"
             ),
             // Removed keys go first, then set keys are merged in: only what
@@ -341,7 +344,10 @@ impl SessionStore for PostgresStore {
     async fn create(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error> {
         let data = Json(Value::Object(changes.set.clone()));
         let rows = self
-            .run(&self.sql.create, &[&id.hash().as_slice(), &data])
+            .run(
+                &self.sql.create,
+                &[&id.hash().as_slice(), &data, &changes.created_at],
+            )
             .await?;
         match rows.first() {
             Some(row) => Ok(expiry(row)),

@@ -37,8 +37,10 @@ async fn bad_configuration_stops_launch() {
         let kind = launch_fails(demo_app(&db, overrides.clone())).await;
         assert_eq!(kind, "fairing", "{overrides}");
     }
+    // Without a database_url the default is cookie mode; PostgreSQL mode,
+    // asked for by name, still needs one.
     let kind = launch_fails(demo::mount(
-        rocket::custom(figment_with(json!({}))).attach(Sessions::fairing()),
+        rocket::custom(figment_with(json!({ "mode": "postgres" }))).attach(Sessions::fairing()),
     ))
     .await;
     assert_eq!(kind, "fairing", "no database_url");
