@@ -251,3 +251,130 @@ fn expires_at(config: &Config, created: i64, sealed: i64) -> i64 {
 fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SealKey;
+
+    const KEY: &str = "qvfQfnBPKXzlN3ZzPpGTRh3sDdPRmnH0TeBysFjb9Rk=";
+    const NOW: i64 = 1_750_000_000;
+
+    fn config() -> Config {
+        Config {
+            idle_timeout: 600,
+            absolute_timeout: 3600,
+            touch_interval: 60,
+            clock_skew: 30,
+            ..Config::default()
+        }
+    }
+
+    fn ring() -> KeyRing {
+        let key = SealKey {
+            id: "k".into(),
+            algorithm: Default::default(),
+            key: KEY.into(),
+        };
+        KeyRing::new(&[key]).unwrap()
+    }
+
+    /// A cookie holding `{"a": 1}`, created at `c`, sealed at `s`, with the
+    /// idle expiry `e`.
+    fn sealed(c: i64, s: i64, e: i64) -> String {
+        let data = serde_json::json!({ "a": 1 });
+        let payload = PayloadOut {
+            d: data.as_object().unwrap(),
+            i: SessionId::generate().encode(),
+            u: None,
+            c,
+            s,
+            e,
+        };
+        let plaintext = serde_json::to_vec(&payload).unwrap();
+        ring().seal(config().cookie_name(), &plaintext).unwrap()
+    }
+
+    fn opens(config: &Config, value: &str, now: i64) -> Option<Opened> {
+        open_one(config, &ring(), value, now)
+    }
+
+    #[test]
+    fn a_live_session_opens_with_its_data_and_instants() {
+        let value = sealed(NOW - 100, NOW - 10, NOW + 590);
+        let opened = opens(&config(), &value, NOW).unwrap();
+        assert_eq!(opened.data["a"], 1);
+        assert_eq!(
+            (opened.meta.created, opened.meta.sealed),
+            (NOW - 100, NOW - 10)
+        );
+        assert!(!opened.reseal, "no touch due yet");
+        assert!(!opens(&config(), &value, NOW + 49).unwrap().reseal);
+        assert!(
+            opens(&config(), &value, NOW + 50).unwrap().reseal,
+            "touch due"
+        );
+    }
+
+    #[test]
+    fn both_expiries_are_enforced_from_the_payload() {
+        // Idle: the instant in the payload.
+        let value = sealed(NOW - 100, NOW - 10, NOW + 5);
+        assert!(opens(&config(), &value, NOW + 4).is_some());
+        assert!(opens(&config(), &value, NOW + 5).is_none());
+        // Idle: a lower idle_timeout applies to cookies sealed before.
+        let value = sealed(NOW - 100, NOW - 10, NOW + 590);
+        let shorter = Config {
+            idle_timeout: 5,
+            touch_interval: 1,
+            ..config()
+        };
+        assert!(opens(&shorter, &value, NOW).is_none());
+        // Absolute: from the creation instant, whatever the idle expiry says.
+        let value = sealed(NOW - 3600, NOW - 1, NOW + 599);
+        assert!(opens(&config(), &value, NOW).is_none());
+        let value = sealed(NOW - 3599, NOW - 1, NOW + 599);
+        assert!(opens(&config(), &value, NOW).is_some());
+    }
+
+    #[test]
+    fn instants_in_the_future_are_allowed_only_within_the_skew() {
+        let value = sealed(NOW + 30, NOW + 30, NOW + 630);
+        assert!(opens(&config(), &value, NOW).is_some());
+        let value = sealed(NOW + 31, NOW + 31, NOW + 631);
+        assert!(opens(&config(), &value, NOW).is_none());
+        // A creation after the seal is not a payload this code writes.
+        let value = sealed(NOW, NOW - 1, NOW + 599);
+        assert!(opens(&config(), &value, NOW).is_none());
+    }
+
+    #[test]
+    fn not_before_rejects_sessions_created_earlier() {
+        let at = rocket::time::OffsetDateTime::from_unix_timestamp(NOW - 50).unwrap();
+        let text = at
+            .format(&rocket::time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let config = Config {
+            not_before: Some(text),
+            ..config()
+        };
+        // Sealed after not_before, but created before it: rejected.
+        assert!(opens(&config, &sealed(NOW - 51, NOW - 1, NOW + 599), NOW).is_none());
+        assert!(opens(&config, &sealed(NOW - 50, NOW - 1, NOW + 599), NOW).is_some());
+    }
+
+    #[test]
+    fn payloads_that_do_not_read_are_rejected() {
+        let ring = ring();
+        let name = config().cookie_name().to_string();
+        for plaintext in [
+            &b"not json"[..],
+            b"{}",
+            br#"{"d":{},"i":"short","c":1,"s":1,"e":2}"#,
+            br#"{"d":[],"i":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","c":1,"s":1,"e":2}"#,
+        ] {
+            let value = ring.seal(&name, plaintext).unwrap();
+            assert!(open_one(&config(), &ring, &value, NOW).is_none());
+        }
+    }
+}
