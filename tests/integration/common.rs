@@ -5,7 +5,11 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use rand::TryRng as _;
 use rocket::figment::Figment;
+use rocket::http::Header;
 use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::serde::json::{json, Value};
 use rocket::{Build, Rocket};
@@ -114,6 +118,105 @@ pub fn figment_with(sessions: Value) -> Figment {
         ..rocket::Config::debug_default()
     };
     Figment::from(config).merge(("sessions", sessions))
+}
+
+/// The same, with the release profile's defaults (and the release profile
+/// selected).
+pub fn release_figment_with(sessions: Value) -> Figment {
+    let config = rocket::Config {
+        log_level: rocket::config::LogLevel::Off,
+        ..rocket::Config::release_default()
+    };
+    Figment::from(config).merge(("sessions", sessions))
+}
+
+/// Where a test's sessions live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// In this test's schema on PostgreSQL.
+    Postgres,
+    /// Sealed in the cookie, with a key made for this test, and no store.
+    Cookie,
+}
+
+/// A test's session settings: PostgreSQL in a schema of its own, or
+/// cookie mode with a key of its own (and, optionally, a schema to spill
+/// over to).
+pub struct Env {
+    pub mode: Mode,
+    pub db: Option<TestDb>,
+    pub key: String,
+}
+
+impl Env {
+    pub async fn new(mode: Mode) -> Env {
+        let db = match mode {
+            Mode::Postgres => Some(TestDb::new().await),
+            Mode::Cookie => None,
+        };
+        Env {
+            mode,
+            db,
+            key: random_key(),
+        }
+    }
+
+    /// Cookie mode with a store configured: sessions that outgrow the
+    /// cookie move to this test's schema.
+    pub async fn cookie_with_store() -> Env {
+        Env {
+            mode: Mode::Cookie,
+            db: Some(TestDb::new().await),
+            key: random_key(),
+        }
+    }
+
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().expect("this test has a database")
+    }
+
+    /// The `sessions` table for this test, `overrides` merged in.
+    pub fn sessions(&self, overrides: Value) -> Value {
+        let mut sessions = match &self.db {
+            Some(db) => db.sessions_config(),
+            None => json!({}),
+        };
+        if self.mode == Mode::Cookie {
+            merge(
+                &mut sessions,
+                json!({ "mode": "cookie", "keys": [{ "id": "test", "key": self.key }] }),
+            );
+        }
+        merge(&mut sessions, overrides);
+        sessions
+    }
+
+    pub fn figment(&self, overrides: Value) -> Figment {
+        figment_with(self.sessions(overrides))
+    }
+}
+
+/// 32 random bytes in base64: a key for a test's key ring.
+pub fn random_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::SysRng.try_fill_bytes(&mut bytes).unwrap();
+    STANDARD.encode(bytes)
+}
+
+/// The key id a sealed cookie value names (its envelope header), or
+/// `None` for anything else (a session id, say).
+pub fn key_id_of(value: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+    let n = usize::from(*bytes.get(1)?);
+    if bytes.first() != Some(&1) || bytes.len() < 2 + n + 40 {
+        return None;
+    }
+    String::from_utf8(bytes[2..2 + n].to_vec()).ok()
+}
+
+/// A `Cookie` request header.
+pub fn cookie(name: &str, value: &str) -> Header<'static> {
+    Header::new("Cookie", format!("{name}={value}"))
 }
 
 fn merge(base: &mut Value, overrides: Value) {
@@ -233,5 +336,82 @@ impl SessionStore for Counting {
     async fn destroy(&self, id: &SessionId) -> Result<(), Error> {
         self.write(&self.counts.destroy)?;
         self.inner.destroy(id).await
+    }
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: rocket::http::Status,
+    pub body: String,
+    pub set_cookies: Vec<String>,
+    pub cache_control: Option<String>,
+    pub vary: Vec<String>,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        rocket::serde::json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A client that keeps one session cookie, as a browser would: it sends
+/// the cookie it holds and takes what `Set-Cookie` says.
+pub struct Browser<'c> {
+    pub client: &'c Client,
+    pub name: String,
+    pub cookie: Option<String>,
+}
+
+impl<'c> Browser<'c> {
+    pub fn new(client: &'c Client, name: &str) -> Browser<'c> {
+        Browser {
+            client,
+            name: name.to_string(),
+            cookie: None,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let req = self.client.get(path.to_string());
+        self.send(req).await
+    }
+
+    pub async fn post(&mut self, path: &str, body: &str) -> Reply {
+        let req = self.client.post(path.to_string()).body(body);
+        self.send(req).await
+    }
+
+    pub async fn put(&mut self, path: &str, body: &str) -> Reply {
+        let req = self.client.put(path.to_string()).body(body);
+        self.send(req).await
+    }
+
+    pub async fn delete(&mut self, path: &str) -> Reply {
+        let req = self.client.delete(path.to_string());
+        self.send(req).await
+    }
+
+    async fn send(&mut self, req: rocket::local::asynchronous::LocalRequest<'c>) -> Reply {
+        let req = match &self.cookie {
+            Some(value) => req.header(cookie(&self.name, value)),
+            None => req,
+        };
+        let res = req.dispatch().await;
+        let set_cookies = set_cookies(&res);
+        let cache_control = res.headers().get_one("Cache-Control").map(str::to_string);
+        let vary = res.headers().get("Vary").map(str::to_string).collect();
+        let status = res.status();
+        if let Some(value) = cookie_value(&res, &self.name) {
+            self.cookie = (!value.is_empty()).then_some(value);
+        }
+        Reply {
+            status,
+            body: res.into_string().await.unwrap_or_default(),
+            set_cookies,
+            cache_control,
+            vary,
+        }
     }
 }
