@@ -147,6 +147,63 @@ pub struct Config {
 }
 
 /// Where sessions live; see [`Config::mode`].
+///
+/// The [`Session`](crate::Session) API and the routes that use it are the
+/// same in both modes; what differs is what each costs and what it can
+/// do.
+///
+/// | | `postgres` | `cookie` |
+/// |---|---|---|
+/// | per request with a session | one indexed query | none: an AEAD open |
+/// | cookie | a 43-character id | the sealed session, up to 4096 bytes of name and value |
+/// | ending one session | immediate: the row is deleted | the browser is told to drop the cookie; a copy still opens until it expires |
+/// | ending every session | delete rows | `not_before` (or a new key ring) |
+/// | secrets to keep | the database credentials | the key ring |
+///
+/// In cookie mode, `regenerate()` and `destroy()` cannot reach copies of
+/// the old cookie: nothing on the server remembers it. Both expiries are
+/// inside the seal and checked on every request, so a copy lives at most
+/// until its idle expiry (and never past the absolute one). `not_before`
+/// rejects every session created before an instant: it signs everyone out
+/// at once, and cannot sign out one user.
+///
+/// A session that outgrows the cookie moves to the store when one is
+/// configured (`database_url`, or [`Sessions::with_store`]), and stays
+/// there until it ends, even if it shrinks again; without a store, the
+/// write fails with [`Error::CookieTooLarge`] and the previous cookie
+/// stays valid.
+///
+/// [`Sessions::with_store`]: crate::Sessions::with_store
+/// [`Error::CookieTooLarge`]: crate::Error::CookieTooLarge
+///
+/// ```rust
+/// use rocket::figment::Figment;
+/// use rocket::local::blocking::Client;
+/// use rocket::serde::json::json;
+/// use rocket_tessera::{Session, Sessions};
+///
+/// #[rocket::post("/visit")]
+/// fn visit(session: Session<'_>) -> String {
+///     let visits = session.get::<u64>("visits").ok().flatten().unwrap_or(0) + 1;
+///     session.insert("visits", visits).expect("a number is valid JSON");
+///     visits.to_string()
+/// }
+///
+/// // As `mode = "cookie"` and one `[[default.sessions.keys]]` entry in
+/// // Rocket.toml would say. This key is published: never use it.
+/// let sessions = json!({
+///     "mode": "cookie",
+///     "keys": [{ "id": "2025-06", "key": "qvfQfnBPKXzlN3ZzPpGTRh3sDdPRmnH0TeBysFjb9Rk=" }],
+/// });
+/// let figment = Figment::from(rocket::Config::debug_default()).merge(("sessions", sessions));
+/// let rocket = rocket::custom(figment)
+///     .attach(Sessions::fairing())
+///     .mount("/", rocket::routes![visit]);
+///
+/// let client = Client::tracked(rocket).expect("launches without a database");
+/// assert_eq!(client.post("/visit").dispatch().into_string().unwrap(), "1");
+/// assert_eq!(client.post("/visit").dispatch().into_string().unwrap(), "2");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -168,7 +225,52 @@ pub enum Mode {
 /// key = "base64 of 32 random bytes"
 /// ```
 ///
+/// A key is 32 bytes from a CSPRNG: `openssl rand -base64 32` makes one,
+/// and this repository's `cargo run --example keygen` prints a whole
+/// entry. Passphrases are not accepted. Keep keys out of version control;
+/// Rocket also reads them from the environment:
+/// `ROCKET_SESSIONS='{keys=[{id="2025-06",key="..."}]}'`.
+///
+/// Rotating keys, without signing anyone out:
+///
+/// 1. Add the new key *first* in `keys`, keeping the old ones after it,
+///    and deploy everywhere. The first key seals; every key opens, and a
+///    cookie opened with an older key is sealed again with the first on
+///    that response.
+/// 2. Once `idle_timeout` plus `clock_skew` has passed since the last
+///    instance started sealing with the new key, no live cookie is sealed
+///    with the old one: each was either used, and sealed again, or has
+///    expired. Remove the old key. A cookie it sealed now gives a fresh
+///    session, as an expired one would.
+///
+/// A key that leaked must go at once, without step 2's wait: remove it
+/// and everyone whose cookie it sealed is signed out.
+///
+/// Profiles replace, not extend, a list: keep a whole ring in one
+/// profile.
+///
 /// `Debug` shows the id and the algorithm, never the key.
+///
+/// ```rust
+/// use rocket::figment::{providers::{Format, Toml}, Figment};
+/// use rocket_tessera::{Algorithm, Config};
+///
+/// let toml = r#"
+///     [sessions]
+///     [[sessions.keys]]
+///     id = "2025-06"
+///     key = "qvfQfnBPKXzlN3ZzPpGTRh3sDdPRmnH0TeBysFjb9Rk="
+///
+///     [[sessions.keys]]
+///     id = "2025-01"
+///     algorithm = "aes256gcm"
+///     key = "Sa8HBMWqnfYGn7b2lHz5ySymB3EUQtFbp8Zp4/fXQ1I="
+/// "#;
+/// let config = Config::from_figment(&Figment::from(Toml::string(toml))).unwrap();
+/// assert_eq!(config.keys[0].id, "2025-06");
+/// assert_eq!(config.keys[1].algorithm, Algorithm::Aes256Gcm);
+/// assert!(!format!("{config:?}").contains("qvfQ"));
+/// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealKey {

@@ -2,11 +2,13 @@
 //! sign out. One HTML page on top of a small JSON API.
 //!
 //! ```sh
-//! cargo run --example demo
+//! cargo run --example demo                      # sessions sealed in the cookie
+//! ROCKET_PROFILE=pg cargo run --example demo    # sessions in PostgreSQL
 //! ```
 //!
 //! Then open <http://127.0.0.1:8000>. The settings come from the
-//! repository's `Rocket.toml`.
+//! repository's `Rocket.toml`: its default profile has no database, so the
+//! first command needs no PostgreSQL; the `pg` profile adds one.
 
 mod api;
 
