@@ -166,9 +166,10 @@ impl KeyRing {
     /// gigabytes; callers check the size first.
     pub(crate) fn seal(&self, name: &str, plaintext: &[u8]) -> Option<String> {
         let key = self.sealing_key();
-        let mut envelope = header(&key.id);
-        let header_len = envelope.len();
-        let ad = associated_data(&envelope, name);
+        let header = header(&key.id);
+        let ad = associated_data(&header, name);
+        let mut envelope = Vec::with_capacity(header.len() + NONCE + plaintext.len() + TAG);
+        envelope.extend_from_slice(&header);
 
         let mut nonce = [0u8; NONCE];
         fill_random(&mut nonce);
@@ -178,7 +179,7 @@ impl KeyRing {
         let tag = key.cipher.encrypt(&nonce, &ad, &mut envelope[start..])?;
         envelope.extend_from_slice(&tag);
 
-        debug_assert_eq!(envelope.len(), header_len + NONCE + plaintext.len() + TAG);
+        debug_assert_eq!(envelope.len(), header.len() + NONCE + plaintext.len() + TAG);
         Some(URL_SAFE_NO_PAD.encode(envelope))
     }
 
@@ -303,7 +304,7 @@ fn hkdf(key: &[u8], salt: Option<&[u8]>, info: &[u8], out: &mut [u8]) {
 }
 
 fn header(id: &str) -> Vec<u8> {
-    let mut header = Vec::with_capacity(2 + id.len() + NONCE + 256);
+    let mut header = Vec::with_capacity(2 + id.len());
     header.push(FORMAT);
     // OK because ids are at most 32 bytes (checked with the config).
     header.push(u8::try_from(id.len()).unwrap_or(u8::MAX));

@@ -18,8 +18,9 @@ pub(crate) const COOKIE_LIMIT: usize = 4096;
 /// What a sealed session carries besides its data.
 #[derive(Clone)]
 pub(crate) struct Meta {
-    /// The session's id: it names the session in logs of hashes and changes
-    /// on `regenerate()`; the client never sees it.
+    /// The session's id, sealed with it (so the client cannot read it):
+    /// it names the session for the per-user work and changes on
+    /// `regenerate()`.
     pub(crate) id: SessionId,
     /// The user the session belongs to, if any.
     pub(crate) user: Option<String>,
@@ -89,52 +90,88 @@ pub(crate) struct Job {
     pub(crate) changed: bool,
 }
 
-/// The first of `values` that opens as a live session of this
-/// application. Every value that does not is logged, never quoted.
-pub(crate) fn open(config: &Config, ring: &KeyRing, values: &[&str]) -> Option<Opened> {
-    let now = unix_now();
-    values
-        .iter()
-        .find_map(|value| open_one(config, ring, value, now))
+/// Why a sealed value gave no session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    Seal(Rejected),
+    Unreadable,
+    FromTheFuture,
+    BeforeNotBefore,
+    Expired,
 }
 
-fn open_one(config: &Config, ring: &KeyRing, value: &str, now: i64) -> Option<Opened> {
-    let opened = match ring.open(config.cookie_name(), value) {
-        Ok(opened) => opened,
-        Err(Rejected::UnknownKey) => {
-            log::info!(
+impl Refusal {
+    /// One line for the log, without the value.
+    fn log(self) {
+        match self {
+            Refusal::Seal(Rejected::UnknownKey) => log::info!(
                 "sessions: ignoring a session cookie sealed with a key id not in `keys` \
                  (a retired key?)"
-            );
-            return None;
+            ),
+            // Garbage is common and harmless (the same level as PostgreSQL
+            // mode's malformed ids); a well-formed envelope that fails its
+            // tag is worth a look.
+            Refusal::Seal(Rejected::Malformed) => {
+                log::debug!("sessions: ignoring a malformed session cookie")
+            }
+            Refusal::Seal(Rejected::Forged) => {
+                log::warn!("sessions: ignoring a session cookie whose seal does not verify")
+            }
+            Refusal::Unreadable => {
+                log::warn!("sessions: ignoring a sealed session cookie whose payload does not read")
+            }
+            Refusal::FromTheFuture => {
+                log::warn!("sessions: ignoring a sealed session cookie dated in the future")
+            }
+            Refusal::BeforeNotBefore => {
+                log::debug!("sessions: a session created before `not_before`; starting a new one")
+            }
+            Refusal::Expired => log::debug!("sessions: expired session; starting a new one"),
         }
-        Err(Rejected::Malformed | Rejected::Forged) => {
-            log::warn!("sessions: ignoring a session cookie that does not open");
-            return None;
+    }
+}
+
+/// The first of `values` that opens as a live session of this
+/// application. When none does, one line says why the first did not;
+/// values are never logged.
+pub(crate) fn open(config: &Config, ring: &KeyRing, values: &[&str]) -> Option<Opened> {
+    let now = unix_now();
+    let mut first_refusal = None;
+    for value in values {
+        match open_one(config, ring, value, now) {
+            Ok(opened) => return Some(opened),
+            Err(refusal) => {
+                first_refusal.get_or_insert(refusal);
+            }
         }
-    };
-    let payload = serde_json::from_slice::<PayloadIn>(&opened.plaintext).ok();
-    let Some((payload, id)) = payload.and_then(|p| SessionId::parse(&p.i).map(|id| (p, id))) else {
-        log::warn!("sessions: ignoring a sealed session cookie whose payload does not read");
-        return None;
-    };
+    }
+    if let Some(refusal) = first_refusal {
+        refusal.log();
+    }
+    None
+}
+
+fn open_one(config: &Config, ring: &KeyRing, value: &str, now: i64) -> Result<Opened, Refusal> {
+    let opened = ring
+        .open(config.cookie_name(), value)
+        .map_err(Refusal::Seal)?;
+    let payload =
+        serde_json::from_slice::<PayloadIn>(&opened.plaintext).map_err(|_| Refusal::Unreadable)?;
+    let id = SessionId::parse(&payload.i).ok_or(Refusal::Unreadable)?;
 
     let skew = i64::try_from(config.clock_skew).unwrap_or(0);
     if payload.c > payload.s || payload.s > now.saturating_add(skew) {
-        log::warn!("sessions: ignoring a sealed session cookie dated in the future");
-        return None;
+        return Err(Refusal::FromTheFuture);
     }
     if config.not_before_unix().is_some_and(|at| payload.c < at) {
-        log::debug!("sessions: a session created before `not_before`; starting a new one");
-        return None;
+        return Err(Refusal::BeforeNotBefore);
     }
     if now >= expires_at(config, payload.c, payload.s).min(payload.e) {
-        log::debug!("sessions: expired session; starting a new one");
-        return None;
+        return Err(Refusal::Expired);
     }
 
     let touch_due = now.saturating_sub(payload.s) >= secs(config.touch_interval);
-    Some(Opened {
+    Ok(Opened {
         meta: Meta {
             id,
             user: payload.u,
@@ -296,7 +333,7 @@ mod tests {
     }
 
     fn opens(config: &Config, value: &str, now: i64) -> Option<Opened> {
-        open_one(config, &ring(), value, now)
+        open_one(config, &ring(), value, now).ok()
     }
 
     #[test]
@@ -374,7 +411,8 @@ mod tests {
             br#"{"d":[],"i":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","c":1,"s":1,"e":2}"#,
         ] {
             let value = ring.seal(&name, plaintext).unwrap();
-            assert!(open_one(&config(), &ring, &value, NOW).is_none());
+            let refusal = open_one(&config(), &ring, &value, NOW).err();
+            assert_eq!(refusal, Some(Refusal::Unreadable));
         }
     }
 }
