@@ -160,6 +160,17 @@
 //! ));
 //! let rocket = rocket::custom(figment).attach(rocket_tessera::Sessions::fairing());
 //! ```
+//!
+//! # Cookie mode
+//!
+//! Without a `database_url` (or with `mode = "cookie"`), sessions are sealed
+//! in the cookie instead, with XChaCha20-Poly1305 or AES-256-GCM and a key
+//! ring of your own, behind the same [`Session`] API. It needs no database
+//! and costs no I/O, but cannot end one session before it expires, and a
+//! sealed session must fit in 4096 bytes of cookie: a larger one moves to
+//! the store when one is configured, and otherwise fails to save. [`Mode`]
+//! sets the two modes side by side; [`SealKey`] covers keys, their
+//! generation and rotation.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]

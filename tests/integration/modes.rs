@@ -170,3 +170,23 @@ async fn the_repository_rocket_toml_has_cookie_and_pg_profiles() {
     let value = first_cookie(&client, "session").await;
     assert!(key_id_of(&value).is_some());
 }
+/// What the docs say about rings in profiles: a profile's `keys`
+/// replaces the default profile's list.
+#[test]
+fn a_profiles_keys_replace_the_defaults() {
+    let toml = r#"
+        [[default.sessions.keys]]
+        id = "a"
+        key = "qvfQfnBPKXzlN3ZzPpGTRh3sDdPRmnH0TeBysFjb9Rk="
+
+        [[release.sessions.keys]]
+        id = "b"
+        key = "Sa8HBMWqnfYGn7b2lHz5ySymB3EUQtFbp8Zp4/fXQ1I="
+    "#;
+    let figment = Figment::from(rocket::Config::release_default())
+        .merge(Toml::string(toml).nested())
+        .select("release");
+    let config = Config::from_figment(&figment).unwrap();
+    let ids: Vec<&str> = config.keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+}
