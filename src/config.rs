@@ -27,6 +27,12 @@ pub(crate) const FIGMENT_KEY: &str = "sessions";
 /// database_url = "postgres://app@127.0.0.1:5432/app"
 /// idle_timeout = 1800
 /// absolute_timeout = 86400
+/// # Requests already on their way with the old id may read, not write,
+/// # for two seconds after `regenerate()`.
+/// regenerate_grace = 2
+/// # Sweep expired sessions every 10 minutes, 500 rows per transaction.
+/// cleanup_interval = 600
+/// cleanup_batch = 500
 ///
 /// [debug.sessions]
 /// # Plain HTTP on a developer's machine: a Secure cookie would never
@@ -144,6 +150,35 @@ pub struct Config {
     ///
     /// _Default:_ none.
     pub not_before: Option<String>,
+    /// Seconds during which the id a session had before
+    /// [`Session::regenerate`](crate::Session::regenerate) still reads it,
+    /// for requests that were already on their way with the old cookie.
+    /// Through the old id the session is read-only: a write, `destroy()`
+    /// included, is answered with `409 Conflict` and the response sets no
+    /// cookie, so the client keeps the new one. At most 300.
+    ///
+    /// `0` ends the old id at once. A longer window is also longer for
+    /// whoever else holds the old id (a fixated or stolen cookie), so keep
+    /// it to the few seconds a request takes.
+    ///
+    /// _Default:_ `0`.
+    pub regenerate_grace: u64,
+    /// Seconds between two sweeps of expired sessions by the background
+    /// task that the fairing starts at liftoff and stops at shutdown. The
+    /// first sweep runs at liftoff. `0` turns the task off (for example
+    /// when a scheduled job of your own deletes expired rows). At most
+    /// 86400.
+    ///
+    /// Expired sessions are never read or written, swept or not; the sweep
+    /// only reclaims their space.
+    ///
+    /// _Default:_ `300` (5 minutes).
+    pub cleanup_interval: u64,
+    /// Most rows one sweep deletes per transaction; a sweep repeats batches
+    /// until one comes back short. Between 1 and 100000.
+    ///
+    /// _Default:_ `1000`.
+    pub cleanup_batch: u64,
 }
 
 /// Where sessions live; see [`Config::mode`].
@@ -344,6 +379,9 @@ const MAX_LIFETIME: u64 = 400 * 24 * 60 * 60;
 const MAX_CLOCK_SKEW: u64 = 3600;
 const MAX_KEY_ID: usize = 32;
 const MAX_TABLE_PART: usize = 40;
+const MAX_GRACE: u64 = 300;
+const MAX_CLEANUP_INTERVAL: u64 = 86400;
+const MAX_CLEANUP_BATCH: u64 = 100_000;
 
 impl Default for Config {
     fn default() -> Config {
@@ -369,6 +407,9 @@ impl Default for Config {
             keys: Vec::new(),
             clock_skew: 60,
             not_before: None,
+            regenerate_grace: 0,
+            cleanup_interval: 300,
+            cleanup_batch: 1000,
         }
     }
 }
@@ -445,6 +486,21 @@ impl Config {
         }
         if self.clock_skew > MAX_CLOCK_SKEW {
             return bad("clock_skew", "must be at most 3600 seconds");
+        }
+        if self.regenerate_grace > MAX_GRACE {
+            return bad(
+                "regenerate_grace",
+                "must be at most 300 seconds: the old id stays readable that long",
+            );
+        }
+        if self.cleanup_interval > MAX_CLEANUP_INTERVAL {
+            return bad(
+                "cleanup_interval",
+                "must be at most 86400 seconds (one day), or 0 to turn the sweep off",
+            );
+        }
+        if self.cleanup_batch == 0 || self.cleanup_batch > MAX_CLEANUP_BATCH {
+            return bad("cleanup_batch", "must be between 1 and 100000 rows");
         }
         if !valid_table(&self.table) {
             return bad(
@@ -583,6 +639,11 @@ impl Config {
             .map(OffsetDateTime::unix_timestamp)
     }
 
+    /// The pause between sweeps, or `None` when the sweep is off.
+    pub(crate) fn cleanup_interval(&self) -> Option<Duration> {
+        (self.cleanup_interval > 0).then(|| Duration::from_secs(self.cleanup_interval))
+    }
+
     /// The database URL with any password replaced, for messages.
     pub fn redacted_database_url(&self) -> String {
         match self
@@ -620,6 +681,9 @@ impl fmt::Debug for Config {
             .field("keys", &self.keys)
             .field("clock_skew", &self.clock_skew)
             .field("not_before", &self.not_before)
+            .field("regenerate_grace", &self.regenerate_grace)
+            .field("cleanup_interval", &self.cleanup_interval)
+            .field("cleanup_batch", &self.cleanup_batch)
             .finish()
     }
 }
@@ -848,6 +912,17 @@ mod tests {
             (1800, 86400, 60)
         );
         assert!(c.pool_size >= 4);
+        assert_eq!(
+            (c.regenerate_grace, c.cleanup_interval, c.cleanup_batch),
+            (0, 300, 1000)
+        );
+        assert_eq!(c.cleanup_interval(), Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_zero_cleanup_interval_turns_the_sweep_off() {
+        let c = parse(&format!("[sessions]\n{URL}cleanup_interval = 0")).unwrap();
+        assert_eq!(c.cleanup_interval(), None);
     }
 
     #[test]
@@ -941,6 +1016,11 @@ mod tests {
             ("table = \"pg_catalog.s\"", "table"),
             ("max_size = 10", "max_size"),
             ("pool_size = 0", "pool_size"),
+            ("regenerate_grace = 301", "regenerate_grace"),
+            ("cleanup_interval = 86401", "cleanup_interval"),
+            ("cleanup_batch = 0", "cleanup_batch"),
+            ("cleanup_batch = 100001", "cleanup_batch"),
+            ("cleanup_batch = -1", "cleanup_batch"),
         ];
         for (toml, field) in cases {
             let err = parse(&format!("[sessions]\n{URL}{toml}")).unwrap_err();

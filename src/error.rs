@@ -17,7 +17,10 @@ pub enum Error {
     Timeout,
     /// The session was destroyed or given a new id by another request (or
     /// it expired) while this request was running, so this request's
-    /// changes were dropped rather than bringing it back.
+    /// changes were dropped rather than bringing it back. Also the answer
+    /// to any write through an id that
+    /// [`regenerate`](crate::Session::regenerate) replaced, while its grace
+    /// window lets it read (see [`Session::is_read_only`](crate::Session::is_read_only)).
     Gone,
     /// A value could not be converted to or from JSON.
     Value {
@@ -49,6 +52,18 @@ pub enum Error {
         /// The most a browser keeps: 4096.
         limit: usize,
     },
+    /// A per-user operation was asked of a session that belongs to no user
+    /// (see [`Session::set_user`](crate::Session::set_user)).
+    NoUser,
+    /// A user id was empty, longer than 512 bytes, or held a NUL character,
+    /// which PostgreSQL's `text` cannot store.
+    InvalidUser,
+    /// The operation is not available here: there is no session store
+    /// (cookie mode without one), the store does not implement it (a
+    /// custom [`SessionStore`](crate::SessionStore) that keeps the trait's
+    /// default), or cookie mode cannot honour it (ending all of a user's
+    /// sessions, while their sealed cookies would stay valid).
+    Unsupported,
 }
 
 impl Error {
@@ -92,7 +107,7 @@ impl fmt::Display for Error {
         match self {
             Error::Store(e) => write!(f, "session store failed: {}", e.summary),
             Error::Timeout => f.write_str("session store did not answer in time"),
-            Error::Gone => f.write_str("session was ended by another request"),
+            Error::Gone => f.write_str("session was ended or given a new id by another request"),
             Error::Value { key, reason } => write!(f, "session value `{key}`: {reason}"),
             Error::TooLarge { size, limit } => {
                 write!(
@@ -109,6 +124,13 @@ impl fmt::Display for Error {
                 "session does not fit in a cookie: {size} bytes of name and value, \
                  browsers keep at most {limit}"
             ),
+            Error::NoUser => f.write_str("the session belongs to no user"),
+            Error::InvalidUser => {
+                f.write_str("a user id must be 1 to 512 bytes without NUL characters")
+            }
+            Error::Unsupported => {
+                f.write_str("the session store or mode in use does not support this operation")
+            }
         }
     }
 }

@@ -1,22 +1,23 @@
-//! The fairing: configuration, store and migrations at ignite; the write
-//! back on each response; closing the store at shutdown.
+//! The fairing: configuration, store and migrations at ignite; the sweep
+//! task from liftoff to shutdown; the write back on each response.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Header, Status};
 use rocket::{Build, Orbit, Request, Response, Rocket};
 
+use crate::cleanup;
 use crate::config::{Config, Mode};
 use crate::cookie;
 use crate::seal::KeyRing;
 use crate::session::{self, CookieOutcome, Slot};
 use crate::store::{PostgresStore, SessionStore};
-use crate::Error;
+use crate::{Error, SessionAdmin};
 
 type StoreWrapper = dyn Fn(Arc<dyn SessionStore>) -> Arc<dyn SessionStore> + Send + Sync;
 
@@ -28,7 +29,19 @@ type StoreWrapper = dyn Fn(Arc<dyn SessionStore>) -> Arc<dyn SessionStore> + Sen
 /// either mode; in cookie mode it builds the key ring. Launch stops with one
 /// clear error if any of that fails: a database that is down never makes
 /// it fall back to cookies. On every response it writes what the handler
-/// changed, then sets the cookie.
+/// changed, then sets the cookie. It manages a [`SessionAdmin`] for
+/// application-wide control.
+///
+/// When there is a store (PostgreSQL mode, or cookie mode with a store to
+/// move large sessions to), a background task deletes its expired sessions
+/// from liftoff to shutdown, every `cleanup_interval` (see [`Config`]), in
+/// batches of `cleanup_batch` rows, each batch one transaction that first
+/// takes `pg_try_advisory_xact_lock` on a key derived from the table name:
+/// when several app instances share the table, one sweeps and the others
+/// skip that batch. The lock ends with the transaction, so a pooled
+/// connection never keeps it. Rocket runs the shutdown step at a graceful
+/// shutdown, and the local test client runs it on `terminate()`; the task
+/// finishes the batch in flight and ends.
 ///
 /// ```rust,no_run
 /// # use rocket::launch;
@@ -58,6 +71,8 @@ impl std::fmt::Debug for Sessions {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) backend: Backend,
+    /// The sweep task, from liftoff to shutdown.
+    cleanup: Mutex<Option<cleanup::Task>>,
 }
 
 /// Where this application's sessions live: the one place the two modes
@@ -89,10 +104,18 @@ impl Shared {
         &self,
         op: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.config.operation_timeout(), op)
-            .await
-            .unwrap_or(Err(Error::Timeout))
+        bounded(self.config.operation_timeout(), op).await
     }
+}
+
+/// Runs a store call within `timeout`.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    op: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(timeout, op)
+        .await
+        .unwrap_or(Err(Error::Timeout))
 }
 
 impl Sessions {
@@ -226,7 +249,7 @@ impl Fairing for Sessions {
     fn info(&self) -> Info {
         Info {
             name: "Sessions",
-            kind: Kind::Ignite | Kind::Response | Kind::Singleton,
+            kind: Kind::Ignite | Kind::Liftoff | Kind::Response | Kind::Shutdown | Kind::Singleton,
         }
     }
 
@@ -239,12 +262,52 @@ impl Fairing for Sessions {
             }
         };
         let debug = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
-        match self.build_backend(&config, debug).await {
-            Ok(backend) => Ok(rocket.manage(Shared { config, backend })),
+        let backend = match self.build_backend(&config, debug).await {
+            Ok(backend) => backend,
             Err(e) => {
                 log::error!("sessions: {e}");
-                Err(rocket)
+                return Err(rocket);
             }
+        };
+        let (store, sealing) = match &backend {
+            Backend::Store(store) => (Some(store.clone()), false),
+            Backend::Cookie { spill, .. } => (spill.clone(), true),
+        };
+        let admin = SessionAdmin::new(
+            store,
+            sealing,
+            config.operation_timeout(),
+            config.cleanup_batch,
+        );
+        let shared = Shared {
+            config,
+            backend,
+            cleanup: Mutex::new(None),
+        };
+        Ok(rocket.manage(shared).manage(admin))
+    }
+
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        let (Some(shared), Some(admin)) =
+            (rocket.state::<Shared>(), rocket.state::<SessionAdmin>())
+        else {
+            return;
+        };
+        if shared.store().is_none() {
+            return;
+        }
+        let Some(every) = shared.config.cleanup_interval() else {
+            log::info!("sessions: cleanup_interval = 0; expired sessions are not swept");
+            return;
+        };
+        let task = cleanup::start(admin.clone(), every);
+        let old = shared
+            .cleanup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task);
+        if let Some(old) = old {
+            old.stop(Duration::ZERO).await;
         }
     }
 
@@ -279,47 +342,54 @@ impl Fairing for Sessions {
         res.set_header(Header::new("Cache-Control", "no-store"));
     }
 
-    async fn on_shutdown(&self, _rocket: &Rocket<Orbit>) {}
+    async fn on_shutdown(&self, rocket: &Rocket<Orbit>) {
+        let Some(shared) = rocket.state::<Shared>() else {
+            return;
+        };
+        let task = shared
+            .cleanup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.stop(shared.config.operation_timeout() + Duration::from_secs(1))
+                .await;
+        }
+    }
 }
 
 /// Turns a response whose session could not be written into the crate's
-/// own answer: 409 when another request ended the session, 503 when the
-/// store failed. Cookies and redirects the handler set are dropped, so a
-/// client is never told about data that was not stored. The body names the
-/// kind of failure only; the log has the cause. It is JSON
-/// (`{"error": "..."}`) when the handler answered JSON or the client asked
-/// for it, plain text otherwise.
+/// own answer: 409 when another request ended the session (or the request
+/// came with an id only good for reading), 503 when the store failed.
+/// Cookies and redirects the handler set are dropped, so a client is never
+/// told about data that was not stored. The body names the kind of failure
+/// only; the flush logged the cause. It is JSON (`{"error": "..."}`) when
+/// the handler answered JSON or the client asked for it, plain text
+/// otherwise.
 fn replace_with_error(req: &Request<'_>, res: &mut Response<'_>, e: &Error) {
     let (status, message): (Status, Cow<'static, str>) = match e {
-        Error::Gone => {
-            log::warn!("sessions: changes dropped: {e}");
-            (
-                Status::Conflict,
-                "the session was ended by another request; the changes were not saved".into(),
-            )
-        }
-        Error::Timeout => {
-            log::error!("sessions: cannot confirm the session write: {e}");
-            (
-                Status::ServiceUnavailable,
-                "the session store did not confirm the write in time; it may or may not have happened".into(),
-            )
-        }
+        Error::Gone => (
+            Status::Conflict,
+            "the session was ended or given a new id by another request; \
+             the changes were not saved"
+                .into(),
+        ),
+        Error::Timeout => (
+            Status::ServiceUnavailable,
+            "the session store did not confirm the write in time; it may or may not have happened"
+                .into(),
+        ),
         Error::CookieTooLarge { size, limit } => {
-            log::error!("sessions: cannot save the session: {e}");
             let message = format!(
                 "the session could not be saved: it would take {size} bytes of cookie, \
                  over the limit of {limit}; the previous cookie stays valid"
             );
             (Status::ServiceUnavailable, message.into())
         }
-        _ => {
-            log::error!("sessions: cannot save the session: {e}");
-            (
-                Status::ServiceUnavailable,
-                "the session could not be saved: the session store failed".into(),
-            )
-        }
+        _ => (
+            Status::ServiceUnavailable,
+            "the session could not be saved: the session store failed".into(),
+        ),
     };
     let wants_json = res.content_type().is_some_and(|t| t.is_json())
         || req

@@ -175,6 +175,7 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
+mod cleanup;
 mod config;
 mod cookie;
 mod error;
@@ -185,10 +186,13 @@ mod seal;
 mod sealed;
 mod session;
 mod store;
+mod users;
 
+pub use crate::cleanup::Sweep;
 pub use crate::config::{Algorithm, Config, ConfigError, Mode, SameSite, SealKey};
 pub use crate::error::{Error, StoreError};
 pub use crate::fairing::Sessions;
 pub use crate::id::SessionId;
 pub use crate::session::Session;
 pub use crate::store::{ChangeSet, Expiry, Loaded, PostgresStore, SessionStore};
+pub use crate::users::{InvalidHandle, SessionAdmin, SessionHandle, SessionInfo};

@@ -85,6 +85,8 @@ pub(crate) struct Job {
     pub(crate) meta: Option<Meta>,
     pub(crate) regenerate: bool,
     pub(crate) data: Map<String, Value>,
+    /// The session's user as the request leaves it.
+    pub(crate) user: Option<String>,
     /// Something changed; otherwise this only re-seals (touch, key
     /// rotation), which may be skipped.
     pub(crate) changed: bool,
@@ -202,6 +204,7 @@ pub(crate) async fn write(shared: &Shared, ring: &KeyRing, job: Job) -> Result<W
     if job.regenerate {
         meta.id = SessionId::generate();
     }
+    meta.user = job.user;
     meta.sealed = now;
 
     let expires = expires_at(config, meta.created, now);
@@ -267,6 +270,7 @@ async fn spill(
     let changes = ChangeSet {
         set: data,
         created_at: Some(meta.created),
+        user: meta.user.map(Some),
         ..ChangeSet::default()
     };
     let expiry = shared.call(store.create(&id, &changes)).await?;

@@ -1,7 +1,7 @@
 //! The `Session` request guard and its API.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome};
@@ -14,8 +14,9 @@ use crate::cookie;
 use crate::fairing::{Backend, Shared};
 use crate::limits;
 use crate::sealed::{self, Job, Meta, Written};
-use crate::store::{ChangeSet, Expiry};
-use crate::{Error, SessionId};
+use crate::store::{ChangeSet, Expiry, SessionStore};
+use crate::users::check_user;
+use crate::{Error, SessionHandle, SessionId, SessionInfo};
 
 /// The session of the current request: a request guard.
 ///
@@ -51,6 +52,39 @@ use crate::{Error, SessionId};
 /// If the store cannot be reached, the guard fails with `503 Service
 /// Unavailable` within `operation_timeout`; if the fairing is not
 /// attached, launch fails (see the [`Sentinel`] implementation).
+///
+/// # Concurrent requests
+///
+/// Browsers send several requests of one session at once, and each request
+/// works on its own copy. When the response goes out, the request writes
+/// only what it changed, in one statement:
+///
+/// - Keys set and keys removed are merged into the stored session, so
+///   concurrent requests that change *different* keys all keep their
+///   changes. For the *same* key, the request that writes last wins; a
+///   read-modify-write of one key (a counter) can lose an increment to a
+///   concurrent one.
+/// - [`clear`](Session::clear) empties the stored session as it is when
+///   the write happens, keys other requests wrote meanwhile included.
+/// - A stored session is only ever updated, never created again: if
+///   another request destroyed it, gave it a new id, or ended all of its
+///   user's sessions while this one ran (or it expired meanwhile), this
+///   request's changes are dropped, logged once, and its response is
+///   replaced by the crate's own `409 Conflict` with no session cookie and
+///   no `Location`. [`save`](Session::save) reports the same case as
+///   [`Error::Gone`] for the handler to answer itself; writes after that
+///   in the same request are refused the same way.
+/// - After [`regenerate`](Session::regenerate), the old id reads the
+///   session for `regenerate_grace` seconds (default 0) and cannot write
+///   it; see [`is_read_only`](Session::is_read_only).
+///
+/// # Sessions of one user
+///
+/// [`set_user`](Session::set_user) ties the session to a user id, kept
+/// apart from the data. The session can then list its user's sessions and
+/// end them: one by its [`SessionHandle`], all others (after a password
+/// change), or all ("log out everywhere"). [`SessionAdmin`](crate::SessionAdmin)
+/// does the same for any user.
 pub struct Session<'r> {
     state: &'r Mutex<State>,
     shared: &'r Shared,
@@ -81,6 +115,14 @@ pub(crate) struct State {
     touched: Option<Expiry>,
     /// The data's size as JSON, computed when first needed.
     size: Option<usize>,
+    /// The user the session belongs to, as this request sees it.
+    user: Option<String>,
+    /// Loaded through the id the session had before its last regenerate:
+    /// every write is refused.
+    read_only: bool,
+    /// A write was refused (read-only) or found the session gone, and that
+    /// was logged: later writes are refused without another log line.
+    gone: bool,
     /// What the response must do with the cookie after writes that
     /// succeeded.
     pub(crate) outcome: Option<CookieOutcome>,
@@ -115,6 +157,14 @@ pub(crate) enum CookieOutcome {
     Remove,
 }
 
+/// Why a flush wrote nothing.
+enum Refusal {
+    /// The session was loaded through its previous id.
+    ReadOnly,
+    /// An earlier write of this request found the session gone.
+    AlreadyGone,
+}
+
 /// The store calls one flush makes, taken out of the state so that no lock
 /// is held while they run.
 struct Plan {
@@ -139,16 +189,32 @@ impl State {
             had_cookie,
             touched: None,
             size: None,
+            user: None,
+            read_only: false,
+            gone: false,
             outcome: None,
         }
     }
 
     /// The writes this request's changes need; `sealing` tells whether new
-    /// sessions go into the cookie (cookie mode) or the store.
-    fn plan(&mut self, sealing: bool) -> Plan {
+    /// sessions go into the cookie (cookie mode) or the store. Refused when
+    /// the request may not write its session.
+    fn plan(&mut self, sealing: bool) -> Result<Plan, Refusal> {
         let changes = std::mem::take(&mut self.changes);
         let regenerate = std::mem::take(&mut self.regenerate);
         let changed = regenerate || !changes.is_empty();
+        if (changed || self.destroy.is_some()) && (self.read_only || self.gone) {
+            self.destroy = None;
+            let refusal = if self.gone {
+                Refusal::AlreadyGone
+            } else {
+                Refusal::ReadOnly
+            };
+            self.gone = true;
+            return Err(refusal);
+        }
+
+        let user = self.user.clone();
         let write = match &mut self.backing {
             Backing::Stored(id) if changed => {
                 let new_id = regenerate.then(SessionId::generate);
@@ -163,30 +229,36 @@ impl State {
                     meta: Some(meta.clone()),
                     regenerate,
                     data,
+                    user,
                     changed,
                 }))
             }
             Backing::Sealed { .. } => None,
-            // A new session is stored once something was set in it.
-            Backing::New if changes.set.is_empty() => None,
+            // A new session is stored once something was set in it, or it
+            // was given a user.
+            Backing::New if changes.set.is_empty() && !matches!(changes.user, Some(Some(_))) => {
+                None
+            }
             Backing::New if sealing => Some(Write::Seal(Job {
                 meta: None,
                 regenerate: false,
                 data: self.data.clone(),
+                user,
                 changed: true,
             })),
             Backing::New => {
                 let all = ChangeSet {
                     set: self.data.clone(),
+                    user: self.user.clone().map(Some),
                     ..ChangeSet::default()
                 };
                 Some(Write::Create(SessionId::generate(), all))
             }
         };
-        Plan {
+        Ok(Plan {
             destroy: self.destroy.take(),
             write,
-        }
+        })
     }
 
     /// Sets `key`, refusing values the store could not keep and data that
@@ -288,11 +360,32 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Writes the pending changes of a request's session.
+/// Writes the pending changes of a request's session, logging a failure
+/// once: here, whether the caller is `save()` or the response fairing.
 pub(crate) async fn flush(shared: &Shared, state: &Mutex<State>) -> Result<(), Error> {
     let sealing = matches!(shared.backend, Backend::Cookie { .. });
-    let plan = lock(state).plan(sealing);
-    plan.run(shared, state).await
+    let plan = match lock(state).plan(sealing) {
+        Ok(plan) => plan,
+        Err(Refusal::ReadOnly) => {
+            log::warn!(
+                "sessions: changes dropped: the request came with an id that \
+                 regenerate replaced, which may only read during the grace window"
+            );
+            return Err(Error::Gone);
+        }
+        Err(Refusal::AlreadyGone) => return Err(Error::Gone),
+    };
+    let result = plan.run(shared, state).await;
+    match &result {
+        Ok(()) => {}
+        Err(e @ Error::Gone) => {
+            lock(state).gone = true;
+            log::warn!("sessions: changes dropped: {e}");
+        }
+        Err(e @ Error::Timeout) => log::error!("sessions: cannot confirm the session write: {e}"),
+        Err(e) => log::error!("sessions: cannot save the session: {e}"),
+    }
+    result
 }
 
 /// The cookie a response needs once its writes are done: the outcome of
@@ -416,17 +509,23 @@ impl<'r> Session<'r> {
         self.state().backing.is_new()
     }
 
-    /// Gives the session a new id and keeps its data: the defence against
-    /// session fixation, to call whenever privileges change (sign-in,
-    /// sign-out, password change).
+    /// Gives the session a new id and keeps its data and its user: the
+    /// defence against session fixation, to call whenever privileges change
+    /// (sign-in, sign-out, password change).
     ///
     /// In PostgreSQL mode the id changes in the same statement as the
-    /// request's other changes and the old id stops working at once. In
-    /// cookie mode the session gets a new id and a fresh seal; a copy of
-    /// the old cookie still opens until it expires, as nothing on the server
-    /// remembers it (`not_before` in the configuration is the way to reject
-    /// every older session). On a new session this does nothing: it gets a
-    /// fresh id when first stored anyway.
+    /// request's other changes. With `regenerate_grace = 0` (the default)
+    /// the old id stops working at once: a request still running with it
+    /// gets a 409 when it writes, and a request arriving with it finds no
+    /// session. With a grace of N seconds, a request arriving with the old
+    /// id in those N seconds reads the session as it is under the new id,
+    /// but cannot write it (a 409, and no cookie, so the client keeps the
+    /// new id); the response to it never reveals the new id. In cookie mode
+    /// the session gets a new id and a fresh seal; a copy of the old cookie
+    /// still opens until it expires, as nothing on the server remembers it
+    /// (`not_before` in the configuration is the way to reject every older
+    /// session). On a new session this does nothing: it gets a fresh id
+    /// when first stored anyway.
     pub fn regenerate(&self) {
         let mut state = self.state();
         if !state.backing.is_new() {
@@ -434,15 +533,20 @@ impl<'r> Session<'r> {
         }
     }
 
-    /// Ends the session: its data goes, the stored row (if any) is
-    /// deleted, and the response clears the cookie with a removal cookie of
-    /// the same name, path and domain. Keys inserted afterwards start a new
-    /// session with a new id.
+    /// Ends the session: its data and its user go, the stored row (if any)
+    /// is deleted, and the response clears the cookie with a removal cookie
+    /// of the same name, path and domain. Keys inserted afterwards start a
+    /// new session with a new id.
     ///
     /// In cookie mode this relies on the browser: a copy of the sealed
     /// cookie taken before still opens until it expires.
     pub fn destroy(&self) {
         let mut state = self.state();
+        if !state.read_only {
+            // A session found gone may still be ended explicitly.
+            state.gone = false;
+        }
+        state.user = None;
         let stored = match std::mem::replace(&mut state.backing, Backing::New) {
             Backing::Stored(id) => Some(id),
             Backing::New | Backing::Sealed { .. } => None,
@@ -474,9 +578,251 @@ impl<'r> Session<'r> {
     /// On error the pending changes are dropped: they are neither retried
     /// when the response goes out nor answered with a cookie. After
     /// [`Error::Timeout`] the outcome is unknown: the statement may still
-    /// have run on the server after the crate stopped waiting.
+    /// have run on the server after the crate stopped waiting. After
+    /// [`Error::Gone`], later writes in this request are refused too.
     pub async fn save(&self) -> Result<(), Error> {
         flush(self.shared, self.state).await
+    }
+
+    /// Whether this request came with the id the session had before its
+    /// last [`regenerate`](Session::regenerate), inside the
+    /// `regenerate_grace` window. The session then reads as usual, but any
+    /// write (`destroy()` included) ends in [`Error::Gone`] and a 409, and
+    /// the response sets no cookie. Always `false` with no grace window.
+    ///
+    /// A handler can tell the client to retry instead of trying a write
+    /// that will fail:
+    ///
+    /// ```rust
+    /// use rocket::{http::Status, post};
+    /// use rocket_tessera::Session;
+    ///
+    /// #[post("/cart/<item>")]
+    /// fn add_to_cart(session: Session<'_>, item: u32) -> Result<&'static str, Status> {
+    ///     if session.is_read_only() {
+    ///         // The browser has the new cookie by now; a retry carries it.
+    ///         return Err(Status::Conflict);
+    ///     }
+    ///     let mut cart: Vec<u32> = session.get("cart").ok().flatten().unwrap_or_default();
+    ///     cart.push(item);
+    ///     session.insert("cart", cart).map_err(|_| Status::InternalServerError)?;
+    ///     Ok("added")
+    /// }
+    /// ```
+    pub fn is_read_only(&self) -> bool {
+        self.state().read_only
+    }
+
+    /// The user this session belongs to, if any.
+    pub fn user(&self) -> Option<String> {
+        self.state().user.clone()
+    }
+
+    /// Ties the session to `user` (an id of your choosing: a primary key,
+    /// a UUID, an email), so that it shows up in the user's listing and
+    /// ends with "log out everywhere". The user id is stored in a column of
+    /// its own, not among the data, and is written with the request's
+    /// other changes; it stays with the session across
+    /// [`regenerate`](Session::regenerate). Setting the user a session
+    /// already has changes nothing. A new session is stored once it has a
+    /// user, even without data.
+    ///
+    /// Call [`regenerate`](Session::regenerate) on sign-in as well.
+    ///
+    /// ```rust
+    /// use rocket::{http::Status, post};
+    /// use rocket_tessera::Session;
+    ///
+    /// #[post("/login")]
+    /// fn login(session: Session<'_>) -> Result<&'static str, Status> {
+    ///     // ... check the credentials, find the user's id ...
+    ///     session.regenerate();
+    ///     session.set_user("user-42").map_err(|_| Status::UnprocessableEntity)?;
+    ///     Ok("welcome")
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUser`] when `user` is empty, longer than 512 bytes
+    /// or holds a NUL character; the session is left as it was.
+    pub fn set_user(&self, user: impl Into<String>) -> Result<(), Error> {
+        let user = user.into();
+        check_user(&user)?;
+        let mut state = self.state();
+        if state.user.as_ref() == Some(&user) {
+            return Ok(());
+        }
+        state.user = Some(user.clone());
+        state.changes.user = Some(Some(user));
+        Ok(())
+    }
+
+    /// Unties the session from its user; the session and its data stay.
+    pub fn clear_user(&self) {
+        let mut state = self.state();
+        if state.user.take().is_some() || state.changes.user.is_some() {
+            state.changes.user = Some(None);
+        }
+    }
+
+    /// The user and, when a stored session backs the request, its id; for
+    /// the per-user operations.
+    fn user_and_id(&self, writes: bool) -> Result<(String, Option<SessionId>), Error> {
+        let state = self.state();
+        if writes && (state.read_only || state.gone) {
+            return Err(Error::Gone);
+        }
+        let user = state.user.clone().ok_or(Error::NoUser)?;
+        let id = match &state.backing {
+            _ if state.read_only => None,
+            Backing::Stored(id) => Some(id.clone()),
+            Backing::Sealed { meta, .. } => Some(meta.id.clone()),
+            Backing::New => None,
+        };
+        Ok((user, id))
+    }
+
+    /// The store, for the per-user operations.
+    fn user_store(&self) -> Result<&'r Arc<dyn SessionStore>, Error> {
+        self.shared.store().ok_or(Error::Unsupported)
+    }
+
+    /// Refuses ending all of a user's sessions in cookie mode, where the
+    /// user's sealed cookies would stay valid.
+    fn refuse_if_sealing(&self) -> Result<(), Error> {
+        match self.shared.backend {
+            Backend::Cookie { .. } => Err(Error::Unsupported),
+            Backend::Store(_) => Ok(()),
+        }
+    }
+
+    /// The live sessions of this session's user, most recently seen first,
+    /// this one marked [current](SessionInfo::is_current). The listing is
+    /// what the store holds: a user set in this request counts once it is
+    /// written (at the response, or by [`save`](Session::save)).
+    ///
+    /// ```rust
+    /// use rocket::{get, http::Status, serde::json::Json};
+    /// use rocket_tessera::{Error, Session, SessionInfo};
+    ///
+    /// #[get("/devices")]
+    /// async fn devices(session: Session<'_>) -> Result<Json<Vec<SessionInfo>>, Status> {
+    ///     match session.user_sessions().await {
+    ///         Ok(list) => Ok(Json(list)),
+    ///         Err(Error::NoUser) => Err(Status::Unauthorized),
+    ///         Err(_) => Err(Status::ServiceUnavailable),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NoUser`] when the session belongs to no user;
+    /// - [`Error::Store`] or [`Error::Timeout`] when the store failed;
+    /// - [`Error::Unsupported`] when a custom store cannot list.
+    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
+        let (user, id) = self.user_and_id(false)?;
+        let mut list = self
+            .shared
+            .call(self.user_store()?.list_user(&user))
+            .await?;
+        if let Some(id) = id {
+            let current = SessionHandle::of(&id);
+            list.iter_mut().for_each(|info| info.mark_current(&current));
+        }
+        Ok(list)
+    }
+
+    /// Ends one session of this session's user, named by its handle from
+    /// [`user_sessions`](Session::user_sessions): "sign out that device".
+    /// Returns whether the user had such a live session. The handle of this
+    /// very session works like [`destroy`](Session::destroy); a handle of
+    /// another user's session ends nothing.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NoUser`] when the session belongs to no user;
+    /// - [`Error::Gone`] when this request may not write its session (it
+    ///   came with a replaced id, or found its session gone);
+    /// - [`Error::Store`], [`Error::Timeout`] or [`Error::Unsupported`] as
+    ///   for [`user_sessions`](Session::user_sessions).
+    pub async fn destroy_user_session(&self, handle: &SessionHandle) -> Result<bool, Error> {
+        let (user, id) = self.user_and_id(true)?;
+        if id.is_some_and(|id| SessionHandle::of(&id) == *handle) {
+            self.destroy();
+            return Ok(true);
+        }
+        let store = self.user_store()?;
+        self.shared
+            .call(store.destroy_by_handle(&user, handle))
+            .await
+    }
+
+    /// Ends every other session of this session's user and keeps this one:
+    /// what a password change calls for. Returns how many live sessions
+    /// ended. Requests running with them cannot write them back.
+    ///
+    /// ```rust
+    /// use rocket::{http::Status, post};
+    /// use rocket_tessera::Session;
+    ///
+    /// #[post("/password")]
+    /// async fn change_password(session: Session<'_>) -> Result<String, Status> {
+    ///     // ... check the old password, store the new one ...
+    ///     let ended = session
+    ///         .destroy_other_sessions()
+    ///         .await
+    ///         .map_err(|_| Status::ServiceUnavailable)?;
+    ///     session.regenerate();
+    ///     Ok(format!("password changed; {ended} other sessions signed out"))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    pub async fn destroy_other_sessions(&self) -> Result<u64, Error> {
+        let (user, id) = self.user_and_id(true)?;
+        self.refuse_if_sealing()?;
+        let store = self.user_store()?;
+        self.shared
+            .call(store.destroy_user(&user, id.as_ref()))
+            .await
+    }
+
+    /// Ends every session of this session's user, this one included: "log
+    /// out everywhere". The others are deleted now; this one as by
+    /// [`destroy`](Session::destroy), so the response clears the cookie.
+    /// Returns how many live sessions ended, this one included.
+    ///
+    /// ```rust
+    /// use rocket::{http::Status, post};
+    /// use rocket_tessera::{Error, Session};
+    ///
+    /// #[post("/logout-everywhere")]
+    /// async fn logout_everywhere(session: Session<'_>) -> Result<String, Status> {
+    ///     match session.destroy_all_sessions().await {
+    ///         Ok(ended) => Ok(format!("{ended} sessions signed out")),
+    ///         Err(Error::NoUser) => Err(Status::Unauthorized),
+    ///         Err(Error::Gone) => Err(Status::Conflict),
+    ///         Err(_) => Err(Status::ServiceUnavailable),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    pub async fn destroy_all_sessions(&self) -> Result<u64, Error> {
+        let (user, _) = self.user_and_id(true)?;
+        self.refuse_if_sealing()?;
+        let ended = self
+            .shared
+            .call(self.user_store()?.destroy_user(&user, None))
+            .await?;
+        self.destroy();
+        Ok(ended)
     }
 }
 
@@ -487,6 +833,8 @@ impl fmt::Debug for Session<'_> {
         f.debug_struct("Session")
             .field("new", &state.backing.is_new())
             .field("keys", &state.data.keys().collect::<Vec<_>>())
+            .field("has_user", &state.user.is_some())
+            .field("read_only", &state.read_only)
             .finish()
     }
 }
@@ -528,6 +876,7 @@ async fn load(req: &Request<'_>, shared: &Shared) -> Slot {
         Backend::Cookie { ring, .. } => {
             if let Some(opened) = sealed::open(&shared.config, ring, &others) {
                 state.data = opened.data.clone();
+                state.user = opened.meta.user.clone();
                 state.backing = Backing::Sealed {
                     meta: opened.meta,
                     base: opened.data,
@@ -552,7 +901,10 @@ async fn load(req: &Request<'_>, shared: &Shared) -> Slot {
                 .nth(loaded.index)
                 .map_or(Backing::New, Backing::Stored);
             state.data = loaded.data;
-            state.touched = loaded.touched.then_some(loaded.expiry);
+            state.user = loaded.user;
+            state.read_only = loaded.read_only;
+            // A read through a replaced id never re-issues that id.
+            state.touched = (loaded.touched && !loaded.read_only).then_some(loaded.expiry);
         }
         Ok(None) => log::debug!("sessions: unknown or expired session; starting a new one"),
         Err(e) => {

@@ -2,18 +2,22 @@
 //!
 //! A store keeps sessions on the server. It never sees a whole session
 //! object on write: it receives the [`ChangeSet`] a request produced (keys
-//! set, keys removed, a new id), so that a store can merge concurrent
-//! requests' writes key by key.
+//! set, keys removed, a new id, the owning user), so that a store can merge
+//! concurrent requests' writes key by key.
 
 mod postgres;
 
 use serde_json::{Map, Value};
 
 pub use self::postgres::PostgresStore;
-use crate::{Error, SessionId};
+use crate::{Error, SessionHandle, SessionId, SessionInfo};
 
 /// A session as a store loaded it.
+///
+/// A custom store builds it with [`Loaded::new`] and the `with_*` methods,
+/// so that fields added later do not break it.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Loaded {
     /// Which of the candidate ids matched (an index into the slice given to
     /// [`SessionStore::load`]).
@@ -25,6 +29,47 @@ pub struct Loaded {
     /// Whether loading moved the idle expiry forward (a touch), so that the
     /// response should re-issue the cookie.
     pub touched: bool,
+    /// The user the session belongs to (the `user_id` column), kept apart
+    /// from `data`.
+    pub user: Option<String>,
+    /// The candidate matched the id the session had before its last
+    /// regenerate, inside the grace window: the request may read the
+    /// session but not write it. A store that loads this way must not
+    /// touch the session either.
+    pub read_only: bool,
+}
+
+impl Loaded {
+    /// A session loaded through candidate `index`: not touched, no user,
+    /// writable.
+    pub fn new(index: usize, data: Map<String, Value>, expiry: Expiry) -> Loaded {
+        Loaded {
+            index,
+            data,
+            expiry,
+            touched: false,
+            user: None,
+            read_only: false,
+        }
+    }
+
+    /// Marks the load as a touch that moved the idle expiry.
+    pub fn with_touched(mut self, touched: bool) -> Loaded {
+        self.touched = touched;
+        self
+    }
+
+    /// Sets the user the session belongs to.
+    pub fn with_user(mut self, user: Option<String>) -> Loaded {
+        self.user = user;
+        self
+    }
+
+    /// Marks the load as made through a previous id in its grace window.
+    pub fn with_read_only(mut self, read_only: bool) -> Loaded {
+        self.read_only = read_only;
+        self
+    }
 }
 
 /// When a session expires, as the store's clock sees it.
@@ -46,19 +91,29 @@ pub struct ChangeSet {
     pub set: Map<String, Value>,
     /// Keys to remove. Never overlaps `set`.
     pub remove: Vec<String>,
-    /// The new id the session moves to (`Session::regenerate`).
+    /// The new id the session moves to (`Session::regenerate`). A store
+    /// that supports a grace window keeps the old id readable, and only
+    /// readable, for that long.
     pub new_id: Option<SessionId>,
     /// Read by [`SessionStore::create`] only: when the session began, in
     /// seconds since the Unix epoch, for a session that began before it is
     /// stored (cookie mode moving a grown session to the store). Its
     /// absolute expiry counts from this instant. `None` means now.
     pub created_at: Option<i64>,
+    /// The owning user, when this request changed it: `Some(Some(id))`
+    /// sets it, `Some(None)` clears it, `None` leaves the stored value
+    /// alone (another request may have changed it meanwhile).
+    pub user: Option<Option<String>>,
 }
 
 impl ChangeSet {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        !self.clear && self.set.is_empty() && self.remove.is_empty() && self.new_id.is_none()
+        !self.clear
+            && self.set.is_empty()
+            && self.remove.is_empty()
+            && self.new_id.is_none()
+            && self.user.is_none()
     }
 
     /// Applies the data changes to a whole session's data, in the order a
@@ -85,6 +140,14 @@ impl std::fmt::Debug for ChangeSet {
             .field("remove", &self.remove)
             .field("new_id", &self.new_id.is_some())
             .field("created_at", &self.created_at)
+            .field(
+                "user",
+                &match &self.user {
+                    None => "unchanged",
+                    Some(Some(_)) => "set",
+                    Some(None) => "cleared",
+                },
+            )
             .finish()
     }
 }
@@ -96,6 +159,8 @@ impl std::fmt::Debug for Loaded {
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .field("expiry", &self.expiry)
             .field("touched", &self.touched)
+            .field("user", &self.user.is_some())
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -109,6 +174,22 @@ impl std::fmt::Debug for Loaded {
 /// Timestamps and expiry are the store's business: the PostgreSQL store
 /// computes them with the database's clock, so that many app instances
 /// agree.
+///
+/// The per-user methods and [`sweep_expired`](SessionStore::sweep_expired)
+/// have defaults that answer [`Error::Unsupported`], so a store that only
+/// keeps sessions compiles with the four required methods. A wrapper around
+/// another store (for counting or tracing) must forward them too, or the
+/// defaults hide the inner store's support.
+///
+/// # Semantics every store keeps
+///
+/// - `update` changes only the keys in the change set: concurrent requests
+///   that change different keys both survive, and for one key the last
+///   writer wins.
+/// - `update` never creates a session: when the id names no live session,
+///   it answers [`Error::Gone`].
+/// - The user id is not part of the data; it changes only when the change
+///   set says so, and follows the session to a new id.
 #[rocket::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Loads the first live session among `candidates` (in order), moving
@@ -132,4 +213,39 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes the session `id`; deleting an absent session succeeds.
     async fn destroy(&self, id: &SessionId) -> Result<(), Error>;
+
+    /// The live sessions of `user`, most recently seen first.
+    ///
+    /// [`SessionInfo::is_current`] is left `false`; the caller sets it.
+    async fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>, Error> {
+        let _ = user;
+        Err(Error::Unsupported)
+    }
+
+    /// Deletes the live session of `user` whose handle is `handle`.
+    /// Returns whether there was one; a handle of another user's session
+    /// deletes nothing.
+    async fn destroy_by_handle(&self, user: &str, handle: &SessionHandle) -> Result<bool, Error> {
+        let _ = (user, handle);
+        Err(Error::Unsupported)
+    }
+
+    /// Deletes every session of `user` except `keep`, and records the
+    /// database's present instant as the one before which no session of
+    /// `user` is valid, for sessions the store cannot delete (sealed
+    /// cookies). Returns how many live sessions were deleted.
+    async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
+        let _ = (user, keep);
+        Err(Error::Unsupported)
+    }
+
+    /// Deletes at most `batch` expired sessions, by the store's clock.
+    ///
+    /// Returns `Ok(None)` when another instance is sweeping right now (the
+    /// PostgreSQL store holds an advisory lock per batch), else how many
+    /// rows were deleted; fewer than `batch` ends the sweep.
+    async fn sweep_expired(&self, batch: u64) -> Result<Option<u64>, Error> {
+        let _ = batch;
+        Err(Error::Unsupported)
+    }
 }

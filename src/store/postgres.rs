@@ -14,15 +14,31 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{ChangeSet, Expiry, Loaded, SessionStore};
 use crate::config::Config;
-use crate::{Error, SessionId};
+use crate::users::from_unix_millis;
+use crate::{Error, SessionHandle, SessionId, SessionInfo};
 
 /// The bundled migrations, in order: version, name, SQL for a table named
 /// `sessions`.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "create_sessions",
-    include_str!("../../migrations/0001_create_sessions.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "create_sessions",
+        include_str!("../../migrations/0001_create_sessions.sql"),
+    ),
+    (
+        2,
+        "grace_and_revocations",
+        include_str!("../../migrations/0002_grace_and_revocations.sql"),
+    ),
+];
+
+/// A session's handle, computed by the database the way
+/// [`SessionHandle::from_id_hash`] computes it.
+const HANDLE: &str = "substring(sha256(id_hash) FROM 1 FOR 16)";
+
+/// Per-user revocation records older than this reject nothing: no session
+/// lives longer, whatever the configuration.
+const REVOCATION_HORIZON: &str = "interval '400 days'";
 
 /// How long a cancel request for a timed-out statement may take.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
@@ -30,7 +46,8 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// Every column the statements use: what launch checks for when it does
 /// not migrate.
 const COLUMNS: &str = "id_hash, data, user_id, version, created_at, last_seen_at, \
-                       idle_expires_at, absolute_expires_at";
+                       idle_expires_at, absolute_expires_at, previous_id_hash, \
+                       previous_valid_until";
 
 /// The expiry columns every statement returns, as `Max-Age` and `Expires`.
 const EXPIRY: &str = "ceil(extract(epoch FROM idle_expires_at - now()))::bigint, \
@@ -39,11 +56,17 @@ const EXPIRY: &str = "ceil(extract(epoch FROM idle_expires_at - now()))::bigint,
 /// Sessions in a PostgreSQL table, through a deadpool connection pool.
 ///
 /// Rows are keyed by the SHA-256 of the session id. All timestamps come from
-/// the database's clock. Each operation is one statement.
+/// the database's clock. Each operation is one statement, except a sweep
+/// batch: one short transaction.
+///
+/// Besides the sessions table (`table`), the store keeps `<table>_revocations`:
+/// one row per user whose sessions were all ended, with that instant, for
+/// the sessions it cannot delete (sealed cookies).
 pub struct PostgresStore {
     pool: Pool,
     table: String,
     timeout: Duration,
+    sweep_lock: i64,
     sql: Statements,
 }
 
@@ -61,6 +84,11 @@ struct Statements {
     create: String,
     update: String,
     destroy: String,
+    list_user: String,
+    destroy_by_handle: String,
+    destroy_user: String,
+    sweep: String,
+    sweep_revocations: String,
 }
 
 impl PostgresStore {
@@ -101,33 +129,54 @@ impl PostgresStore {
         Ok(PostgresStore::with_pool(pool, config))
     }
 
-    /// Uses an existing pool; the table name and lifetimes come from
-    /// `config`.
+    /// Uses an existing pool; the table name, lifetimes and grace window
+    /// come from `config`.
     pub fn with_pool(pool: Pool, config: &Config) -> PostgresStore {
         let t = &quote(&config.table);
+        let revocations = quote(&format!("{}_revocations", config.table));
         let idle = format!("interval '{} seconds'", config.idle_timeout);
         let absolute = format!("interval '{} seconds'", config.absolute_timeout);
         let touch = format!("interval '{} seconds'", config.touch_interval);
+        // On regenerate the old hash moves to `previous_id_hash` for the
+        // grace window; without one, a former previous id is forgotten.
+        let (previous, previous_until) = if config.regenerate_grace > 0 {
+            (
+                "id_hash".to_string(),
+                format!("now() + interval '{} seconds'", config.regenerate_grace),
+            )
+        } else {
+            ("NULL".to_string(), "NULL".to_string())
+        };
         let sql = Statements {
-            // The first live candidate, in the order given; touched when the
-            // interval has passed. The outer SELECT reads the row as it was
-            // before the touch, so the new expiry comes from `touched`.
+            // The first live candidate: a current id in the order given,
+            // else a previous id inside its grace window (read-only, never
+            // touched). A current id is touched when the interval has
+            // passed; the outer SELECT reads the row as it was before the
+            // touch, so the new expiry comes from `touched`.
             load: format!(
-                "WITH hit AS ( \
-                   SELECT id_hash, array_position($1::bytea[], id_hash) AS pos FROM {t} \
-                   WHERE id_hash = ANY($1::bytea[]) AND idle_expires_at > now() \
-                   ORDER BY pos LIMIT 1 \
+                "WITH cand AS ( \
+                   SELECT h, pos FROM unnest($1::bytea[]) WITH ORDINALITY AS c(h, pos) \
+                 ), hit AS ( \
+                   SELECT id_hash, pos, previous FROM ( \
+                     SELECT s.id_hash, cand.pos, false AS previous \
+                     FROM cand JOIN {t} s ON s.id_hash = cand.h \
+                     WHERE s.idle_expires_at > now() \
+                     UNION ALL \
+                     SELECT s.id_hash, cand.pos, true \
+                     FROM cand JOIN {t} s ON s.previous_id_hash = cand.h \
+                     WHERE s.previous_valid_until > now() AND s.idle_expires_at > now() \
+                   ) found ORDER BY previous, pos LIMIT 1 \
                  ), touched AS ( \
                    UPDATE {t} s SET last_seen_at = now(), \
                      idle_expires_at = LEAST(now() + {idle}, s.absolute_expires_at) \
-                   FROM hit WHERE s.id_hash = hit.id_hash \
+                   FROM hit WHERE s.id_hash = hit.id_hash AND NOT hit.previous \
                      AND s.last_seen_at <= now() - {touch} \
                    RETURNING s.idle_expires_at \
                  ) \
-                 SELECT hit.pos, s.data, \
+                 SELECT hit.pos::int4, s.data, \
                    ceil(extract(epoch FROM e.at - now()))::bigint, \
                    floor(extract(epoch FROM e.at))::bigint, \
-                   EXISTS (SELECT 1 FROM touched) \
+                   EXISTS (SELECT 1 FROM touched), s.user_id, hit.previous \
                  FROM hit JOIN {t} s ON s.id_hash = hit.id_hash \
                  CROSS JOIN LATERAL (SELECT COALESCE( \
                    (SELECT idle_expires_at FROM touched), s.idle_expires_at) AS at) e"
@@ -135,16 +184,25 @@ impl PostgresStore {
             // A session that began earlier (moved from the cookie) keeps
             // its absolute expiry; it is never placed after now.
             create: format!(
-                "INSERT INTO {t} (id_hash, data, created_at, idle_expires_at, absolute_expires_at) \
-                 SELECT $1, $2, c.at, LEAST(now() + {idle}, c.at + {absolute}), c.at + {absolute} \
+                "INSERT INTO {t} \
+                   (id_hash, data, user_id, created_at, idle_expires_at, absolute_expires_at) \
+                 SELECT $1, $2, $4::text, c.at, LEAST(now() + {idle}, c.at + {absolute}), \
+                   c.at + {absolute} \
                  FROM (SELECT LEAST(COALESCE(to_timestamp($3::bigint), now()), now()) AS at) c \
                  ON CONFLICT DO NOTHING RETURNING {EXPIRY}"
             ),
             // Removed keys go first, then set keys are merged in: only what
-            // this request changed is written.
+            // this request changed is written. Only the live row under the
+            // current id matches: a destroyed, regenerated or expired
+            // session is never brought back.
             update: format!(
                 "UPDATE {t} SET \
                    data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data - $3::text[] END) || $4::jsonb, \
+                   user_id = CASE WHEN $6 THEN $7::text ELSE user_id END, \
+                   previous_id_hash = CASE WHEN $5::bytea IS NULL THEN previous_id_hash \
+                     ELSE {previous} END, \
+                   previous_valid_until = CASE WHEN $5::bytea IS NULL THEN previous_valid_until \
+                     ELSE {previous_until} END, \
                    id_hash = COALESCE($5, id_hash), \
                    version = version + 1, \
                    last_seen_at = now(), \
@@ -153,11 +211,54 @@ impl PostgresStore {
                  RETURNING {EXPIRY}"
             ),
             destroy: format!("DELETE FROM {t} WHERE id_hash = $1"),
+            list_user: format!(
+                "SELECT {HANDLE}, \
+                   floor(extract(epoch FROM created_at) * 1000)::bigint, \
+                   floor(extract(epoch FROM last_seen_at) * 1000)::bigint, \
+                   floor(extract(epoch FROM idle_expires_at) * 1000)::bigint \
+                 FROM {t} WHERE user_id = $1 AND idle_expires_at > now() \
+                 ORDER BY last_seen_at DESC, created_at DESC"
+            ),
+            destroy_by_handle: format!(
+                "DELETE FROM {t} WHERE user_id = $1 AND {HANDLE} = $2 \
+                   AND idle_expires_at > now() RETURNING 1"
+            ),
+            // Deletes and records the instant in one statement, so that no
+            // reader sees one without the other.
+            destroy_user: format!(
+                "WITH ended AS ( \
+                   DELETE FROM {t} WHERE user_id = $1 AND id_hash IS DISTINCT FROM $2::bytea \
+                   RETURNING idle_expires_at \
+                 ), revoked AS ( \
+                   INSERT INTO {revocations} AS r (user_id, valid_after) VALUES ($1, now()) \
+                   ON CONFLICT (user_id) DO UPDATE \
+                     SET valid_after = GREATEST(r.valid_after, EXCLUDED.valid_after) \
+                 ) \
+                 SELECT count(*) FILTER (WHERE idle_expires_at > now()) FROM ended"
+            ),
+            // PostgreSQL's DELETE has no LIMIT: the batch is a subquery.
+            // Rows another transaction is writing are left for the next
+            // sweep instead of waited for, and the expiry is checked again
+            // on the row as it is when deleted.
+            sweep: format!(
+                "DELETE FROM {t} WHERE id_hash IN ( \
+                   SELECT id_hash FROM {t} WHERE idle_expires_at <= now() \
+                   ORDER BY idle_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED \
+                 ) AND idle_expires_at <= now()"
+            ),
+            sweep_revocations: format!(
+                "DELETE FROM {revocations} WHERE user_id IN ( \
+                   SELECT user_id FROM {revocations} \
+                   WHERE valid_after < now() - {REVOCATION_HORIZON} \
+                   LIMIT $1 FOR UPDATE SKIP LOCKED \
+                 )"
+            ),
         };
         PostgresStore {
             pool,
             table: config.table.clone(),
             timeout: config.operation_timeout(),
+            sweep_lock: lock_key("cleanup", &config.table),
             sql,
         }
     }
@@ -200,8 +301,10 @@ impl PostgresStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         client
             .simple_query(&format!(
-                "SELECT {COLUMNS} FROM {} LIMIT 0",
-                quote(&self.table)
+                "SELECT {COLUMNS} FROM {} LIMIT 0; \
+                 SELECT user_id, valid_after FROM {} LIMIT 0",
+                quote(&self.table),
+                quote(&format!("{}_revocations", self.table))
             ))
             .await
             .map_err(|e| {
@@ -243,10 +346,16 @@ impl PostgresStore {
         tx.batch_execute("SET LOCAL client_min_messages = warning")
             .await
             .map_err(query_error)?;
+        // Tables other than the sessions table itself are named
+        // `sessions_<x>` in the migrations, which substitution turns into
+        // `<table>_<x>` without a schema: put the schema first on the
+        // search path, for this transaction only.
         if let Some((schema, _)) = self.table.split_once('.') {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .await
-                .map_err(query_error)?;
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\""
+            ))
+            .await
+            .map_err(query_error)?;
         }
         let history = quote(&format!("{}_migrations", self.table));
         tx.batch_execute(&format!(
@@ -284,17 +393,20 @@ impl PostgresStore {
         tx.commit().await.map_err(query_error)
     }
 
+    /// A pooled connection, within `deadline`.
+    async fn connection(&self, deadline: Instant) -> Result<Object, Error> {
+        match timeout_at(deadline, self.pool.get()).await {
+            Ok(client) => client.map_err(pool_error),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
     /// Runs one statement on a pooled connection within the operation
     /// timeout. A connection whose statement timed out is closed rather
     /// than returned to the pool, where it could hang the next request.
     async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
-        // Finish a little before the caller's own bound (the same duration)
-        // so that this timeout, which can close the connection, fires first.
-        let deadline = Instant::now() + self.timeout.mul_f32(0.9);
-        let client = match timeout_at(deadline, self.pool.get()).await {
-            Ok(client) => client.map_err(pool_error)?,
-            Err(_) => return Err(Error::Timeout),
-        };
+        let deadline = self.deadline();
+        let client = self.connection(deadline).await?;
         let query = async {
             let statement = client.prepare_cached(sql).await?;
             client.query(&statement, params).await
@@ -312,6 +424,13 @@ impl PostgresStore {
                 Err(Error::Timeout)
             }
         }
+    }
+
+    /// When a store operation must be done: a little before the caller's
+    /// own bound (the same duration), so that the store's timeout, which
+    /// can close the connection, fires first.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout.mul_f32(0.9)
     }
 }
 
@@ -338,15 +457,18 @@ impl SessionStore for PostgresStore {
                 unix: column(row, 3)?,
             },
             touched: column(row, 4)?,
+            user: column(row, 5)?,
+            read_only: column(row, 6)?,
         }))
     }
 
     async fn create(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error> {
         let data = Json(Value::Object(changes.set.clone()));
+        let user = changes.user.clone().flatten();
         let rows = self
             .run(
                 &self.sql.create,
-                &[&id.hash().as_slice(), &data, &changes.created_at],
+                &[&id.hash().as_slice(), &data, &changes.created_at, &user],
             )
             .await?;
         match rows.first() {
@@ -361,12 +483,16 @@ impl SessionStore for PostgresStore {
         let new_hash = changes.new_id.as_ref().map(|id| id.hash().to_vec());
         let set = Json(Value::Object(changes.set.clone()));
         let hash = id.hash();
-        let params: [&(dyn ToSql + Sync); 5] = [
+        let user_changed = changes.user.is_some();
+        let user = changes.user.clone().flatten();
+        let params: [&(dyn ToSql + Sync); 7] = [
             &hash.as_slice(),
             &changes.clear,
             &changes.remove,
             &set,
             &new_hash,
+            &user_changed,
+            &user,
         ];
         let rows = self.run(&self.sql.update, &params).await?;
         rows.first().map(expiry).ok_or(Error::Gone)
@@ -376,6 +502,71 @@ impl SessionStore for PostgresStore {
         self.run(&self.sql.destroy, &[&id.hash().as_slice()])
             .await
             .map(drop)
+    }
+
+    async fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>, Error> {
+        let rows = self.run(&self.sql.list_user, &[&user]).await?;
+        rows.iter()
+            .map(|row| {
+                let handle: Vec<u8> = row.get(0);
+                let handle = handle
+                    .try_into()
+                    .map_err(|_| Error::store_msg("a stored session hash is malformed"))?;
+                Ok(SessionInfo::new(
+                    SessionHandle::from_bytes(handle),
+                    from_unix_millis(row.get(1)),
+                    from_unix_millis(row.get(2)),
+                    from_unix_millis(row.get(3)),
+                ))
+            })
+            .collect()
+    }
+
+    async fn destroy_by_handle(&self, user: &str, handle: &SessionHandle) -> Result<bool, Error> {
+        let handle = handle.as_bytes().as_slice();
+        let rows = self
+            .run(&self.sql.destroy_by_handle, &[&user, &handle])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
+        let keep = keep.map(|id| id.hash().to_vec());
+        let rows = self.run(&self.sql.destroy_user, &[&user, &keep]).await?;
+        let ended: i64 = rows.first().map_or(0, |row| row.get(0));
+        Ok(u64::try_from(ended).unwrap_or(0))
+    }
+
+    async fn sweep_expired(&self, batch: u64) -> Result<Option<u64>, Error> {
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let deadline = self.deadline();
+        let mut client = self.connection(deadline).await?;
+
+        // One transaction per batch, under an advisory lock that ends with
+        // it: a lock that outlived the transaction would stay with the
+        // pooled connection. When another instance holds it, skip.
+        let work = async {
+            let tx = client.transaction().await?;
+            let row = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&self.sweep_lock])
+                .await?;
+            if !row.get::<_, bool>(0) {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let sessions = tx.execute(&self.sql.sweep, &[&limit]).await?;
+            let revocations = tx.execute(&self.sql.sweep_revocations, &[&limit]).await?;
+            tx.commit().await?;
+            Ok(Some(sessions + revocations))
+        };
+        let outcome = timeout_at(deadline, work).await;
+        match outcome {
+            Ok(result) => result.map_err(query_error),
+            Err(_) => {
+                drop(Object::take(client));
+                Err(Error::Timeout)
+            }
+        }
     }
 }
 
