@@ -5,7 +5,7 @@ use rocket::http::Status;
 use rocket::response::content::RawHtml;
 use rocket::serde::json::{json, Json, Value};
 use rocket::{catch, catchers, delete, get, post, put, routes, Build, Request, Rocket};
-use rocket_tessera::{Error, Session};
+use rocket_tessera::{Error, Session, SessionHandle};
 
 /// An error answer: `{"error": "..."}` with a 4xx status.
 type ApiError = (Status, Json<Value>);
@@ -84,8 +84,50 @@ fn login(session: Session<'_>, login: Json<Login>) -> ApiResult {
     }
     // A new id on every sign-in: a cookie planted before it is worthless.
     session.regenerate();
+    // The name doubles as the user id that ties the session to its user
+    // (a column of its own), and is kept as data for display.
+    session
+        .set_user(user)
+        .map_err(|e| api_error(Status::UnprocessableEntity, e.to_string()))?;
     store(&session, "user", json!(user))?;
     whole(&session)
+}
+
+/// A per-user call's error as an API answer.
+fn user_error(e: Error) -> ApiError {
+    let status = match e {
+        Error::NoUser => Status::Unauthorized,
+        Error::Gone => Status::Conflict,
+        _ => Status::ServiceUnavailable,
+    };
+    api_error(status, e.to_string())
+}
+
+#[get("/api/sessions")]
+async fn sessions(session: Session<'_>) -> ApiResult {
+    let list = session.user_sessions().await.map_err(user_error)?;
+    Ok(Json(json!(list)))
+}
+
+#[delete("/api/sessions/<handle>")]
+async fn end_session(session: Session<'_>, handle: SessionHandle) -> ApiResult {
+    let ended = session
+        .destroy_user_session(&handle)
+        .await
+        .map_err(user_error)?;
+    Ok(Json(json!({ "ended": ended })))
+}
+
+#[post("/api/logout-others")]
+async fn logout_others(session: Session<'_>) -> ApiResult {
+    let ended = session.destroy_other_sessions().await.map_err(user_error)?;
+    Ok(Json(json!({ "ended": ended })))
+}
+
+#[post("/api/logout-everywhere")]
+async fn logout_everywhere(session: Session<'_>) -> ApiResult {
+    let ended = session.destroy_all_sessions().await.map_err(user_error)?;
+    Ok(Json(json!({ "ended": ended })))
 }
 
 #[post("/api/logout")]
@@ -105,7 +147,19 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
     rocket
         .mount(
             "/",
-            routes![index, show, put_key, delete_key, counter, login, logout],
+            routes![
+                index,
+                show,
+                put_key,
+                delete_key,
+                counter,
+                login,
+                logout,
+                sessions,
+                end_session,
+                logout_others,
+                logout_everywhere,
+            ],
         )
         .register("/", catchers![json_catcher])
 }
