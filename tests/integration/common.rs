@@ -2,8 +2,9 @@
 //! a Rocket built from a figment of its own (so neither `Rocket.toml` nor
 //! `ROCKET_*` variables leak in), and helpers for raw `Set-Cookie` headers.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -13,8 +14,19 @@ use rocket::http::Header;
 use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::serde::json::{json, Value};
 use rocket::{Build, Rocket};
-use rocket_tessera::{ChangeSet, Error, Expiry, Loaded, SessionId, SessionStore, Sessions};
+use rocket_tessera::{
+    ChangeSet, Error, Expiry, Loaded, SessionHandle, SessionId, SessionInfo, SessionStore, Sessions,
+};
 use tokio_postgres::NoTls;
+
+/// The cookie name under the default settings.
+pub const COOKIE: &str = "__Host-session";
+
+/// The bundled migrations, as a DBA would run them with psql.
+pub const MIGRATIONS: [&str; 2] = [
+    include_str!("../../migrations/0001_create_sessions.sql"),
+    include_str!("../../migrations/0002_grace_and_revocations.sql"),
+];
 
 /// Where the tests find PostgreSQL.
 pub fn database_url() -> String {
@@ -83,8 +95,78 @@ impl TestDb {
     }
 
     pub async fn exec(&self, sql: &str) {
-        let sql = sql.replace("{table}", &self.table());
+        let sql = sql
+            .replace("{table}", &self.table())
+            .replace("{schema}", &self.schema);
         self.client.batch_execute(&sql).await.unwrap();
+    }
+
+    /// The first column of the first row of `sql` (`{table}` and
+    /// `{schema}` substituted).
+    pub async fn scalar<T>(&self, sql: &str) -> T
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        let sql = sql
+            .replace("{table}", &self.table())
+            .replace("{schema}", &self.schema);
+        self.client.query_one(&sql, &[]).await.unwrap().get(0)
+    }
+
+    /// The row of the session whose cookie value is `id`.
+    pub async fn row_of(&self, id: &str) -> Option<tokio_postgres::Row> {
+        let hash = SessionId::parse(id).expect("a well-formed id").hash();
+        let sql = format!("SELECT * FROM {} WHERE id_hash = $1", self.table());
+        self.client
+            .query_opt(&sql, &[&hash.as_slice()])
+            .await
+            .unwrap()
+    }
+
+    /// The `user_id` column of the session whose cookie value is `id`.
+    pub async fn user_of(&self, id: &str) -> Option<String> {
+        let row = self.row_of(id).await.expect("the session is stored");
+        row.get("user_id")
+    }
+
+    /// Applies the bundled migrations in this test's schema as written,
+    /// the way `psql` with that schema on the search path would.
+    pub async fn migrate_as_written(&self) {
+        let sql = format!(
+            "SET search_path TO {}; {}",
+            self.schema,
+            MIGRATIONS.join("\n")
+        );
+        self.client.batch_execute(&sql).await.unwrap();
+        self.client
+            .batch_execute("SET search_path TO DEFAULT")
+            .await
+            .unwrap();
+    }
+
+    /// Stores `n` sessions that expired a minute ago, with made-up hashes
+    /// (`tag` keeps the batches of one test apart).
+    pub async fn insert_expired(&self, tag: &str, n: i32) {
+        self.exec(&format!(
+            "INSERT INTO {{table}} (id_hash, data, user_id, idle_expires_at, absolute_expires_at) \
+             SELECT sha256(convert_to('{tag}' || i, 'UTF8')), '{{\"k\": 1}}', 'expired-user', \
+                    now() - interval '1 minute', now() + interval '1 hour' \
+             FROM generate_series(1, {n}) AS i"
+        ))
+        .await;
+    }
+
+    /// Expired rows still in the table.
+    pub async fn expired_count(&self) -> i64 {
+        self.scalar("SELECT count(*) FROM {table} WHERE idle_expires_at <= now()")
+            .await
+    }
+
+    /// A 64-bit advisory lock key of this test alone.
+    pub fn private_lock_key(&self) -> i64 {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(format!("test lock {}", self.schema));
+        i64::from_be_bytes(digest[..8].try_into().unwrap())
     }
 }
 
@@ -231,12 +313,130 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Polls `check` every 20 ms until it holds; panics after `secs` seconds
+/// with `what`.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Launches `rocket` on a local client that keeps no cookies, so that each
 /// request says exactly which cookies it carries.
 pub async fn untracked(rocket: Rocket<Build>) -> Client {
     Client::untracked(rocket)
         .await
         .expect("the test application launches")
+}
+
+/// What a test keeps of a response once the client is out of reach (a
+/// request dispatched in a task of its own).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: rocket::http::Status,
+    pub set_cookies: Vec<String>,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn of(res: LocalResponse<'_>) -> Answer {
+        let status = res.status();
+        let set_cookies = set_cookies(&res);
+        let location = res.headers().get_one("Location").map(str::to_string);
+        let body = res.into_string().await.unwrap_or_default();
+        Answer {
+            status,
+            set_cookies,
+            location,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+
+    /// Asserts the crate's own 409: changes dropped, no cookie.
+    pub fn assert_conflict(&self) {
+        assert_eq!(self.status, rocket::http::Status::Conflict, "{self:?}");
+        assert!(self.set_cookies.is_empty(), "{self:?}");
+        assert!(self.location.is_none(), "{self:?}");
+        // The probe routes answer JSON, so the crate's answer is JSON too.
+        assert_eq!(
+            self.json(),
+            json!({
+                "error": "the session was ended or given a new id by another request; \
+                          the changes were not saved"
+            }),
+            "{self:?}"
+        );
+    }
+}
+
+/// Dispatches a request and waits for its answer. `id` is the session
+/// cookie to send.
+pub async fn request(
+    client: &Client,
+    method: rocket::http::Method,
+    uri: &str,
+    id: Option<&str>,
+    body: &str,
+) -> Answer {
+    let mut req = client
+        .req(method, uri.to_string())
+        .header(rocket::http::ContentType::JSON)
+        .body(body);
+    if let Some(id) = id {
+        req = req.header(cookie(COOKIE, id));
+    }
+    Answer::of(req.dispatch().await).await
+}
+
+/// The session id a response set, if it set one (and only one).
+pub fn issued(answer: &Answer) -> Option<String> {
+    let prefix = format!("{COOKIE}=");
+    let values: Vec<String> = answer
+        .set_cookies
+        .iter()
+        .filter_map(|h| h.strip_prefix(&prefix))
+        .map(|rest| rest.split(';').next().unwrap().to_string())
+        .collect();
+    assert!(values.len() <= 1, "several session cookies: {values:?}");
+    values.into_iter().next().filter(|v| !v.is_empty())
+}
+
+/// Whether a response removed the session cookie.
+pub fn removed(answer: &Answer) -> bool {
+    answer
+        .set_cookies
+        .iter()
+        .any(|h| h.starts_with(&format!("{COOKIE}=;")) && h.contains("Max-Age=0"))
+}
+
+/// Dispatches a request in a task of its own, so that the test can go on
+/// while it runs (or waits at a gate). `id` is the session cookie to send.
+pub fn spawn_request(
+    client: &Arc<Client>,
+    method: rocket::http::Method,
+    uri: &str,
+    id: Option<&str>,
+    body: &str,
+) -> tokio::task::JoinHandle<Answer> {
+    let client = client.clone();
+    let uri = uri.to_string();
+    let id = id.map(str::to_string);
+    let body = body.to_string();
+    tokio::spawn(async move { request(&client, method, &uri, id.as_deref(), &body).await })
 }
 
 /// Every raw `Set-Cookie` header of a response.
@@ -280,6 +480,11 @@ pub struct Counts {
     pub create: AtomicUsize,
     pub update: AtomicUsize,
     pub destroy: AtomicUsize,
+    /// Sweep batches that ran under the lock, and the rows they deleted.
+    pub sweep_batches: AtomicUsize,
+    pub swept_rows: AtomicU64,
+    /// Sweep batches that found another instance holding the lock.
+    pub sweep_skips: AtomicUsize,
     /// When set, every write fails.
     pub fail_writes: AtomicBool,
 }
@@ -336,6 +541,33 @@ impl SessionStore for Counting {
     async fn destroy(&self, id: &SessionId) -> Result<(), Error> {
         self.write(&self.counts.destroy)?;
         self.inner.destroy(id).await
+    }
+
+    async fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>, Error> {
+        self.inner.list_user(user).await
+    }
+
+    async fn destroy_by_handle(&self, user: &str, handle: &SessionHandle) -> Result<bool, Error> {
+        self.inner.destroy_by_handle(user, handle).await
+    }
+
+    async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
+        self.inner.destroy_user(user, keep).await
+    }
+
+    async fn sweep_expired(&self, batch: u64) -> Result<Option<u64>, Error> {
+        let result = self.inner.sweep_expired(batch).await;
+        match &result {
+            Ok(Some(rows)) => {
+                self.counts.sweep_batches.fetch_add(1, Ordering::SeqCst);
+                self.counts.swept_rows.fetch_add(*rows, Ordering::SeqCst);
+            }
+            Ok(None) => {
+                self.counts.sweep_skips.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(_) => {}
+        }
+        result
     }
 }
 

@@ -27,17 +27,23 @@ macro_rules! both_modes {
     )+};
 }
 
+mod probe;
+
 mod bad_input;
 mod both_modes;
+mod cleanup;
+mod concurrency;
 mod cookies;
 mod demo_api;
 mod failures;
+mod grace;
 mod launch;
 mod lifecycle;
 mod modes;
 mod rotation;
 mod sealing;
 mod size;
+mod users;
 
 use std::sync::Arc;
 
