@@ -228,8 +228,16 @@ fn unix_seconds(at: SystemTime) -> i64 {
 
 /// The instant `millis` milliseconds after the Unix epoch.
 pub(crate) fn from_unix_millis(millis: i64) -> SystemTime {
-    let magnitude = Duration::from_millis(millis.unsigned_abs());
-    if millis >= 0 {
+    from_epoch(Duration::from_millis(millis.unsigned_abs()), millis >= 0)
+}
+
+/// The instant `micros` microseconds after the Unix epoch.
+pub(crate) fn from_unix_micros(micros: i64) -> SystemTime {
+    from_epoch(Duration::from_micros(micros.unsigned_abs()), micros >= 0)
+}
+
+fn from_epoch(magnitude: Duration, after: bool) -> SystemTime {
+    if after {
         UNIX_EPOCH + magnitude
     } else {
         UNIX_EPOCH - magnitude

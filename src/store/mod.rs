@@ -7,6 +7,8 @@
 
 mod postgres;
 
+use std::time::SystemTime;
+
 use serde_json::{Map, Value};
 
 pub use self::postgres::PostgresStore;
@@ -236,6 +238,19 @@ pub trait SessionStore: Send + Sync + 'static {
     /// cookies). Returns how many live sessions were deleted.
     async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
         let _ = (user, keep);
+        Err(Error::Unsupported)
+    }
+
+    /// The instant recorded by the last
+    /// [`destroy_user`](SessionStore::destroy_user) of `user`: sessions of
+    /// that user made before it are void. `Ok(None)` when none was
+    /// recorded (or it was swept, 400 days later).
+    ///
+    /// The stored sessions are deleted at that instant already; this is
+    /// for sessions a store cannot delete, such as sealed cookies, which
+    /// carry the instant they were made.
+    async fn user_valid_after(&self, user: &str) -> Result<Option<SystemTime>, Error> {
+        let _ = user;
         Err(Error::Unsupported)
     }
 

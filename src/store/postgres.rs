@@ -1,7 +1,7 @@
 //! The PostgreSQL store: pool, statements and migrations.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
@@ -14,7 +14,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{ChangeSet, Expiry, Loaded, SessionStore};
 use crate::config::Config;
-use crate::users::from_unix_millis;
+use crate::users::{from_unix_micros, from_unix_millis};
 use crate::{Error, SessionHandle, SessionId, SessionInfo};
 
 /// The bundled migrations, in order: version, name, SQL for a table named
@@ -89,6 +89,7 @@ struct Statements {
     destroy_user: String,
     sweep: String,
     sweep_revocations: String,
+    valid_after: String,
 }
 
 impl PostgresStore {
@@ -252,6 +253,10 @@ impl PostgresStore {
                    WHERE valid_after < now() - {REVOCATION_HORIZON} \
                    LIMIT $1 FOR UPDATE SKIP LOCKED \
                  )"
+            ),
+            valid_after: format!(
+                "SELECT floor(extract(epoch FROM valid_after) * 1000000)::bigint \
+                 FROM {revocations} WHERE user_id = $1"
             ),
         };
         PostgresStore {
@@ -535,6 +540,14 @@ impl SessionStore for PostgresStore {
         let rows = self.run(&self.sql.destroy_user, &[&user, &keep]).await?;
         let ended: i64 = rows.first().map_or(0, |row| row.get(0));
         Ok(u64::try_from(ended).unwrap_or(0))
+    }
+
+    async fn user_valid_after(&self, user: &str) -> Result<Option<SystemTime>, Error> {
+        let rows = self.run(&self.sql.valid_after, &[&user]).await?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => Ok(Some(from_unix_micros(column(row, 0)?))),
+        }
     }
 
     async fn sweep_expired(&self, batch: u64) -> Result<Option<u64>, Error> {

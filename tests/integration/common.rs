@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -553,6 +553,10 @@ impl SessionStore for Counting {
 
     async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
         self.inner.destroy_user(user, keep).await
+    }
+
+    async fn user_valid_after(&self, user: &str) -> Result<Option<SystemTime>, Error> {
+        self.inner.user_valid_after(user).await
     }
 
     async fn sweep_expired(&self, batch: u64) -> Result<Option<u64>, Error> {

@@ -209,10 +209,17 @@ pub struct Probe {
 }
 
 pub fn probe(db: &TestDb, overrides: Value, round: usize) -> Probe {
-    let gates = Arc::new(Gates::default());
     let counts = Arc::new(Counts::default());
-    let rocket = rocket::custom(db.figment(overrides))
-        .attach(Counting::fairing(counts.clone()))
+    let rocket = rocket::custom(db.figment(overrides)).attach(Counting::fairing(counts.clone()));
+    let mut probe = mount(rocket, round);
+    probe.counts = counts;
+    probe
+}
+
+/// The probe routes on `rocket`, which brings its own fairing.
+pub fn mount(rocket: Rocket<Build>, round: usize) -> Probe {
+    let gates = Arc::new(Gates::default());
+    let rocket = rocket
         .manage(gates.clone())
         .manage(Arc::new(Barrier::new(round)))
         .mount(
@@ -236,6 +243,6 @@ pub fn probe(db: &TestDb, overrides: Value, round: usize) -> Probe {
     Probe {
         rocket,
         gates,
-        counts,
+        counts: Arc::default(),
     }
 }

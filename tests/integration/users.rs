@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime};
 use rocket::http::{Method, Status};
 use rocket::local::asynchronous::Client;
 use rocket::serde::json::{json, Value};
-use rocket_tessera::{Error, SessionAdmin, SessionHandle, SessionId};
+use rocket_tessera::{
+    ChangeSet, Config, Error, Expiry, Loaded, PostgresStore, SessionAdmin, SessionHandle,
+    SessionId, SessionStore, Sessions,
+};
 
 use crate::common::{issued, removed, request, spawn_request, untracked, TestDb};
 use crate::probe::{probe, Gates};
@@ -324,4 +327,88 @@ async fn the_demo_lists_and_signs_out_devices() {
         answer.json(),
         json!({ "error": "the session belongs to no user" })
     );
+}
+
+#[rocket::async_test]
+async fn the_store_reports_when_a_user_was_logged_out_everywhere() {
+    let db = TestDb::new().await;
+    let config = Config::from_figment(&db.figment(json!({}))).unwrap();
+    let store = PostgresStore::new(&config).unwrap();
+    store.prepare(&config).await.unwrap();
+    assert_eq!(store.user_valid_after("ann").await.unwrap(), None);
+
+    store.destroy_user("ann", None).await.unwrap();
+    let first = store.user_valid_after("ann").await.unwrap().unwrap();
+    let now = SystemTime::now();
+    let skew = Duration::from_secs(60);
+    assert!(first > now - skew && first < now + skew, "{first:?}");
+    let stored: f64 = db
+        .scalar("SELECT extract(epoch FROM valid_after)::float8 FROM {schema}.sessions_revocations")
+        .await;
+    let reported = first.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    assert!((reported.as_secs_f64() - stored).abs() < 0.000_01);
+
+    // A later "log out everywhere" moves it forward, never back.
+    store.destroy_user("ann", None).await.unwrap();
+    let second = store.user_valid_after("ann").await.unwrap().unwrap();
+    assert!(second >= first);
+    assert_eq!(store.user_valid_after("bob").await.unwrap(), None);
+}
+
+/// A store with only the four required methods, as a custom store written
+/// before the per-user methods existed would be.
+struct Minimal;
+
+#[rocket::async_trait]
+impl SessionStore for Minimal {
+    async fn load(&self, candidates: &[SessionId]) -> Result<Option<Loaded>, Error> {
+        let expiry = Expiry {
+            max_age: 60,
+            unix: 0,
+        };
+        let loaded = Loaded::new(0, Default::default(), expiry).with_user(Some("ann".into()));
+        Ok((!candidates.is_empty()).then_some(loaded))
+    }
+
+    async fn create(&self, _: &SessionId, _: &ChangeSet) -> Result<Expiry, Error> {
+        Ok(Expiry {
+            max_age: 60,
+            unix: 0,
+        })
+    }
+
+    async fn update(&self, _: &SessionId, _: &ChangeSet) -> Result<Expiry, Error> {
+        Err(Error::Gone)
+    }
+
+    async fn destroy(&self, _: &SessionId) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[rocket::async_test]
+async fn a_store_without_the_optional_methods_reports_them_unsupported() {
+    let figment = crate::common::figment_with(json!({ "cleanup_interval": 1 }));
+    let rocket = rocket::custom(figment).attach(Sessions::with_store(Minimal));
+    let p = crate::probe::mount(rocket, 1);
+    let client = untracked(p.rocket).await;
+
+    let admin = client.rocket().state::<SessionAdmin>().unwrap();
+    assert!(matches!(admin.list("ann").await, Err(Error::Unsupported)));
+    assert!(matches!(
+        admin.destroy_all("ann").await,
+        Err(Error::Unsupported)
+    ));
+    assert!(matches!(admin.sweep().await, Err(Error::Unsupported)));
+
+    // The session API hands the error to the route (which answers 503).
+    // The cleanup task, started at liftoff, met the same error and ended;
+    // shutdown still completes.
+    let answer = request(&client, Method::Post, "/login/ann", None, "").await;
+    let id = issued(&answer).unwrap();
+    let answer = request(&client, Method::Get, "/me", Some(&id), "").await;
+    assert_eq!(answer.json()["user"], json!("ann"));
+    let answer = request(&client, Method::Get, "/me/sessions", Some(&id), "").await;
+    assert_eq!(answer.status, Status::ServiceUnavailable);
+    client.terminate().await;
 }
