@@ -86,8 +86,29 @@
 //! | the store cannot be reached when loading | the guard fails with `503`, within `operation_timeout`; service resumes by itself |
 //! | the write at the end of the request fails | the response becomes a `503` written by this crate; the handler's `Set-Cookie` and `Location` headers are dropped |
 //! | another request destroyed the session or gave it a new id meanwhile | the response becomes a `409`; the changes are dropped, no cookie is set |
+//! | a request carries an id that `regenerate()` replaced less than `regenerate_grace` seconds ago | it reads the session; a write gets the `409`, and no cookie is set |
 //! | the handler wants to choose its own answer | call [`Session::save`] and match its [`Error`] |
 //! | a cookie that is unknown, expired, forged or malformed | a fresh session with a new, server-chosen id |
+//!
+//! # Many requests, many devices, many instances
+//!
+//! - **No lost updates, no resurrection.** Writes merge the changed keys;
+//!   a stored session is only ever updated, so a request that outlives a
+//!   logout, a new id or the session's expiry cannot bring it back. The
+//!   rules are under "Concurrent requests" on [`Session`].
+//! - **Grace window.** `regenerate_grace` (see [`Config`]) lets requests
+//!   already on their way with the old id read, not write, for a few
+//!   seconds after [`Session::regenerate`]; see [`Session::is_read_only`].
+//! - **Sessions of one user.** [`Session::set_user`] ties a session to a
+//!   user id, kept in a column of its own. [`Session::user_sessions`] lists
+//!   that user's sessions with an opaque [`SessionHandle`] each;
+//!   [`Session::destroy_user_session`], [`Session::destroy_other_sessions`]
+//!   and [`Session::destroy_all_sessions`] end one, all others (a password
+//!   change) or all ("log out everywhere"). [`SessionAdmin`], managed by
+//!   the fairing, does the same for any user.
+//! - **Cleanup.** From liftoff to shutdown the fairing deletes expired rows
+//!   every `cleanup_interval` seconds, in batches, one app instance at a
+//!   time; see [`Sessions`]. Expired sessions are never read before that.
 //!
 //! # Guards built on `Session`
 //!
