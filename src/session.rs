@@ -16,7 +16,7 @@ use crate::limits;
 use crate::sealed::{self, Job, Meta, Written};
 use crate::store::{ChangeSet, Expiry, SessionStore};
 use crate::users::check_user;
-use crate::{Error, SessionHandle, SessionId, SessionInfo};
+use crate::{Error, SessionId};
 
 /// The session of the current request: a request guard.
 ///
@@ -82,9 +82,9 @@ use crate::{Error, SessionHandle, SessionId, SessionInfo};
 ///
 /// [`set_user`](Session::set_user) ties the session to a user id, kept
 /// apart from the data. The session can then list its user's sessions and
-/// end them: one by its [`SessionHandle`], all others (after a password
-/// change), or all ("log out everywhere"). [`SessionAdmin`](crate::SessionAdmin)
-/// does the same for any user.
+/// end them: one by its [`SessionHandle`](crate::SessionHandle), all others
+/// (after a password change), or all ("log out everywhere").
+/// [`SessionAdmin`](crate::SessionAdmin) does the same for any user.
 pub struct Session<'r> {
     state: &'r Mutex<State>,
     shared: &'r Shared,
@@ -666,9 +666,15 @@ impl<'r> Session<'r> {
         }
     }
 
+    /// The fairing's shared state.
+    pub(crate) fn shared(&self) -> &'r Shared {
+        self.shared
+    }
+
     /// The user and, when a stored session backs the request, its id; for
-    /// the per-user operations.
-    fn user_and_id(&self, writes: bool) -> Result<(String, Option<SessionId>), Error> {
+    /// the per-user operations. With `writes`, refuses a request that may
+    /// not write its session.
+    pub(crate) fn user_and_id(&self, writes: bool) -> Result<(String, Option<SessionId>), Error> {
         let state = self.state();
         if writes && (state.read_only || state.gone) {
             return Err(Error::Gone);
@@ -684,145 +690,17 @@ impl<'r> Session<'r> {
     }
 
     /// The store, for the per-user operations.
-    fn user_store(&self) -> Result<&'r Arc<dyn SessionStore>, Error> {
+    pub(crate) fn user_store(&self) -> Result<&'r Arc<dyn SessionStore>, Error> {
         self.shared.store().ok_or(Error::Unsupported)
     }
 
     /// Refuses ending all of a user's sessions in cookie mode, where the
     /// user's sealed cookies would stay valid.
-    fn refuse_if_sealing(&self) -> Result<(), Error> {
+    pub(crate) fn refuse_if_sealing(&self) -> Result<(), Error> {
         match self.shared.backend {
             Backend::Cookie { .. } => Err(Error::Unsupported),
             Backend::Store(_) => Ok(()),
         }
-    }
-
-    /// The live sessions of this session's user, most recently seen first,
-    /// this one marked [current](SessionInfo::is_current). The listing is
-    /// what the store holds: a user set in this request counts once it is
-    /// written (at the response, or by [`save`](Session::save)).
-    ///
-    /// ```rust
-    /// use rocket::{get, http::Status, serde::json::Json};
-    /// use rocket_tessera::{Error, Session, SessionInfo};
-    ///
-    /// #[get("/devices")]
-    /// async fn devices(session: Session<'_>) -> Result<Json<Vec<SessionInfo>>, Status> {
-    ///     match session.user_sessions().await {
-    ///         Ok(list) => Ok(Json(list)),
-    ///         Err(Error::NoUser) => Err(Status::Unauthorized),
-    ///         Err(_) => Err(Status::ServiceUnavailable),
-    ///     }
-    /// }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::NoUser`] when the session belongs to no user;
-    /// - [`Error::Store`] or [`Error::Timeout`] when the store failed;
-    /// - [`Error::Unsupported`] when a custom store cannot list.
-    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
-        let (user, id) = self.user_and_id(false)?;
-        let mut list = self
-            .shared
-            .call(self.user_store()?.list_user(&user))
-            .await?;
-        if let Some(id) = id {
-            let current = SessionHandle::of(&id);
-            list.iter_mut().for_each(|info| info.mark_current(&current));
-        }
-        Ok(list)
-    }
-
-    /// Ends one session of this session's user, named by its handle from
-    /// [`user_sessions`](Session::user_sessions): "sign out that device".
-    /// Returns whether the user had such a live session. The handle of this
-    /// very session works like [`destroy`](Session::destroy); a handle of
-    /// another user's session ends nothing.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::NoUser`] when the session belongs to no user;
-    /// - [`Error::Gone`] when this request may not write its session (it
-    ///   came with a replaced id, or found its session gone);
-    /// - [`Error::Store`], [`Error::Timeout`] or [`Error::Unsupported`] as
-    ///   for [`user_sessions`](Session::user_sessions).
-    pub async fn destroy_user_session(&self, handle: &SessionHandle) -> Result<bool, Error> {
-        let (user, id) = self.user_and_id(true)?;
-        if id.is_some_and(|id| SessionHandle::of(&id) == *handle) {
-            self.destroy();
-            return Ok(true);
-        }
-        let store = self.user_store()?;
-        self.shared
-            .call(store.destroy_by_handle(&user, handle))
-            .await
-    }
-
-    /// Ends every other session of this session's user and keeps this one:
-    /// what a password change calls for. Returns how many live sessions
-    /// ended. Requests running with them cannot write them back.
-    ///
-    /// ```rust
-    /// use rocket::{http::Status, post};
-    /// use rocket_tessera::Session;
-    ///
-    /// #[post("/password")]
-    /// async fn change_password(session: Session<'_>) -> Result<String, Status> {
-    ///     // ... check the old password, store the new one ...
-    ///     let ended = session
-    ///         .destroy_other_sessions()
-    ///         .await
-    ///         .map_err(|_| Status::ServiceUnavailable)?;
-    ///     session.regenerate();
-    ///     Ok(format!("password changed; {ended} other sessions signed out"))
-    /// }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As for [`destroy_user_session`](Session::destroy_user_session).
-    pub async fn destroy_other_sessions(&self) -> Result<u64, Error> {
-        let (user, id) = self.user_and_id(true)?;
-        self.refuse_if_sealing()?;
-        let store = self.user_store()?;
-        self.shared
-            .call(store.destroy_user(&user, id.as_ref()))
-            .await
-    }
-
-    /// Ends every session of this session's user, this one included: "log
-    /// out everywhere". The others are deleted now; this one as by
-    /// [`destroy`](Session::destroy), so the response clears the cookie.
-    /// Returns how many live sessions ended, this one included.
-    ///
-    /// ```rust
-    /// use rocket::{http::Status, post};
-    /// use rocket_tessera::{Error, Session};
-    ///
-    /// #[post("/logout-everywhere")]
-    /// async fn logout_everywhere(session: Session<'_>) -> Result<String, Status> {
-    ///     match session.destroy_all_sessions().await {
-    ///         Ok(ended) => Ok(format!("{ended} sessions signed out")),
-    ///         Err(Error::NoUser) => Err(Status::Unauthorized),
-    ///         Err(Error::Gone) => Err(Status::Conflict),
-    ///         Err(_) => Err(Status::ServiceUnavailable),
-    ///     }
-    /// }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As for [`destroy_user_session`](Session::destroy_user_session).
-    pub async fn destroy_all_sessions(&self) -> Result<u64, Error> {
-        let (user, _) = self.user_and_id(true)?;
-        self.refuse_if_sealing()?;
-        let ended = self
-            .shared
-            .call(self.user_store()?.destroy_user(&user, None))
-            .await?;
-        self.destroy();
-        Ok(ended)
     }
 }
 

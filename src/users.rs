@@ -1,6 +1,6 @@
 //! Sessions of one user: the opaque handle of a session, what a listing
-//! shows of it, and the application-wide API to list and end a user's
-//! sessions.
+//! shows of it, the per-user calls of a request's own session, and the
+//! application-wide API to list and end any user's sessions.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::cleanup::{self, Sweep};
 use crate::fairing::bounded;
 use crate::store::SessionStore;
-use crate::{Error, SessionId};
+use crate::{Error, Session, SessionId};
 
 /// The longest user id, in bytes.
 const MAX_USER_BYTES: usize = 512;
@@ -253,6 +253,134 @@ impl Serialize for SessionInfo {
         s.serialize_field("expires", &unix_seconds(self.expires))?;
         s.serialize_field("current", &self.current)?;
         s.end()
+    }
+}
+
+/// The per-user calls of the request's own session; see "Sessions of one
+/// user" on [`Session`].
+impl Session<'_> {
+    /// The live sessions of this session's user, most recently seen first,
+    /// this one marked [current](SessionInfo::is_current). The listing is
+    /// what the store holds: a user set in this request counts once it is
+    /// written (at the response, or by [`save`](Session::save)).
+    ///
+    /// ```rust
+    /// use rocket::{get, http::Status, serde::json::Json};
+    /// use rocket_tessera::{Error, Session, SessionInfo};
+    ///
+    /// #[get("/devices")]
+    /// async fn devices(session: Session<'_>) -> Result<Json<Vec<SessionInfo>>, Status> {
+    ///     match session.user_sessions().await {
+    ///         Ok(list) => Ok(Json(list)),
+    ///         Err(Error::NoUser) => Err(Status::Unauthorized),
+    ///         Err(_) => Err(Status::ServiceUnavailable),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NoUser`] when the session belongs to no user;
+    /// - [`Error::Store`] or [`Error::Timeout`] when the store failed;
+    /// - [`Error::Unsupported`] when a custom store cannot list.
+    pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
+        let (user, id) = self.user_and_id(false)?;
+        let store = self.user_store()?;
+        let mut list = self.shared().call(store.list_user(&user)).await?;
+        if let Some(id) = id {
+            let current = SessionHandle::of(&id);
+            list.iter_mut().for_each(|info| info.mark_current(&current));
+        }
+        Ok(list)
+    }
+
+    /// Ends one session of this session's user, named by its handle from
+    /// [`user_sessions`](Session::user_sessions): "sign out that device".
+    /// Returns whether the user had such a live session. The handle of this
+    /// very session works like [`destroy`](Session::destroy); a handle of
+    /// another user's session ends nothing.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NoUser`] when the session belongs to no user;
+    /// - [`Error::Gone`] when this request may not write its session (it
+    ///   came with a replaced id, or found its session gone);
+    /// - [`Error::Store`], [`Error::Timeout`] or [`Error::Unsupported`] as
+    ///   for [`user_sessions`](Session::user_sessions).
+    pub async fn destroy_user_session(&self, handle: &SessionHandle) -> Result<bool, Error> {
+        let (user, id) = self.user_and_id(true)?;
+        if id.is_some_and(|id| SessionHandle::of(&id) == *handle) {
+            self.destroy();
+            return Ok(true);
+        }
+        let store = self.user_store()?;
+        self.shared()
+            .call(store.destroy_by_handle(&user, handle))
+            .await
+    }
+
+    /// Ends every other session of this session's user and keeps this one:
+    /// what a password change calls for. Returns how many live sessions
+    /// ended. Requests running with them cannot write them back.
+    ///
+    /// ```rust
+    /// use rocket::{http::Status, post};
+    /// use rocket_tessera::Session;
+    ///
+    /// #[post("/password")]
+    /// async fn change_password(session: Session<'_>) -> Result<String, Status> {
+    ///     // ... check the old password, store the new one ...
+    ///     let ended = session
+    ///         .destroy_other_sessions()
+    ///         .await
+    ///         .map_err(|_| Status::ServiceUnavailable)?;
+    ///     session.regenerate();
+    ///     Ok(format!("password changed; {ended} other sessions signed out"))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    pub async fn destroy_other_sessions(&self) -> Result<u64, Error> {
+        let (user, id) = self.user_and_id(true)?;
+        self.refuse_if_sealing()?;
+        let store = self.user_store()?;
+        self.shared()
+            .call(store.destroy_user(&user, id.as_ref()))
+            .await
+    }
+
+    /// Ends every session of this session's user, this one included: "log
+    /// out everywhere". The others are deleted now; this one as by
+    /// [`destroy`](Session::destroy), so the response clears the cookie.
+    /// Returns how many live sessions ended, this one included.
+    ///
+    /// ```rust
+    /// use rocket::{http::Status, post};
+    /// use rocket_tessera::{Error, Session};
+    ///
+    /// #[post("/logout-everywhere")]
+    /// async fn logout_everywhere(session: Session<'_>) -> Result<String, Status> {
+    ///     match session.destroy_all_sessions().await {
+    ///         Ok(ended) => Ok(format!("{ended} sessions signed out")),
+    ///         Err(Error::NoUser) => Err(Status::Unauthorized),
+    ///         Err(Error::Gone) => Err(Status::Conflict),
+    ///         Err(_) => Err(Status::ServiceUnavailable),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    pub async fn destroy_all_sessions(&self) -> Result<u64, Error> {
+        let (user, _) = self.user_and_id(true)?;
+        self.refuse_if_sealing()?;
+        let store = self.user_store()?;
+        let ended = self.shared().call(store.destroy_user(&user, None)).await?;
+        self.destroy();
+        Ok(ended)
     }
 }
 
