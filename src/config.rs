@@ -159,13 +159,14 @@ pub struct Config {
     ///
     /// `0` ends the old id at once. A longer window is also longer for
     /// whoever else holds the old id (a fixated or stolen cookie), so keep
-    /// it to the few seconds a request takes.
+    /// it to the few seconds a request takes. It applies to sessions in the
+    /// store; a sealed cookie has no server-side id to keep.
     ///
     /// _Default:_ `0`.
     pub regenerate_grace: u64,
-    /// Seconds between two sweeps of expired sessions by the background
-    /// task that the fairing starts at liftoff and stops at shutdown. The
-    /// first sweep runs at liftoff. `0` turns the task off (for example
+    /// Seconds between two sweeps of expired sessions in the store by the
+    /// background task that the fairing starts at liftoff and stops at
+    /// shutdown (when there is a store). The first sweep runs at liftoff. `0` turns the task off (for example
     /// when a scheduled job of your own deletes expired rows). At most
     /// 86400.
     ///

@@ -96,7 +96,8 @@
 //!   a stored session is only ever updated, so a request that outlives a
 //!   logout, a new id or the session's expiry cannot bring it back. The
 //!   rules are under "Concurrent requests" on [`Session`].
-//! - **Grace window.** `regenerate_grace` (see [`Config`]) lets requests
+//! - **Grace window.** For sessions in the store, `regenerate_grace` (see
+//!   [`Config`]) lets requests
 //!   already on their way with the old id read, not write, for a few
 //!   seconds after [`Session::regenerate`]; see [`Session::is_read_only`].
 //! - **Sessions of one user.** [`Session::set_user`] ties a session to a
@@ -105,7 +106,10 @@
 //!   [`Session::destroy_user_session`], [`Session::destroy_other_sessions`]
 //!   and [`Session::destroy_all_sessions`] end one, all others (a password
 //!   change) or all ("log out everywhere"). [`SessionAdmin`], managed by
-//!   the fairing, does the same for any user.
+//!   the fairing, does the same for any user. In cookie mode the user id
+//!   travels in the seal; only sessions in the store are listed, and
+//!   ending all of a user's sessions is refused with
+//!   [`Error::Unsupported`], as their sealed cookies would stay valid.
 //! - **Cleanup.** From liftoff to shutdown the fairing deletes expired rows
 //!   every `cleanup_interval` seconds, in batches, one app instance at a
 //!   time; see [`Sessions`]. Expired sessions are never read before that.

@@ -78,13 +78,19 @@ use crate::{Error, SessionId};
 ///   session for `regenerate_grace` seconds (default 0) and cannot write
 ///   it; see [`is_read_only`](Session::is_read_only).
 ///
+/// These rules hold for sessions in the store. A session sealed in the
+/// cookie (cookie mode) is written whole by each response, and the browser
+/// keeps the cookie of the last one.
+///
 /// # Sessions of one user
 ///
 /// [`set_user`](Session::set_user) ties the session to a user id, kept
 /// apart from the data. The session can then list its user's sessions and
 /// end them: one by its [`SessionHandle`](crate::SessionHandle), all others
 /// (after a password change), or all ("log out everywhere").
-/// [`SessionAdmin`](crate::SessionAdmin) does the same for any user.
+/// [`SessionAdmin`](crate::SessionAdmin) does the same for any user. In
+/// cookie mode the user id is sealed with the session; see
+/// [`user_sessions`](Session::user_sessions) for what cookie mode can do.
 pub struct Session<'r> {
     state: &'r Mutex<State>,
     shared: &'r Shared,

@@ -262,7 +262,9 @@ impl Session<'_> {
     /// The live sessions of this session's user, most recently seen first,
     /// this one marked [current](SessionInfo::is_current). The listing is
     /// what the store holds: a user set in this request counts once it is
-    /// written (at the response, or by [`save`](Session::save)).
+    /// written (at the response, or by [`save`](Session::save)). In cookie
+    /// mode that is only the sessions that outgrew the cookie and moved to
+    /// the store; sealed ones exist only in their cookies.
     ///
     /// ```rust
     /// use rocket::{get, http::Status, serde::json::Json};
@@ -282,7 +284,8 @@ impl Session<'_> {
     ///
     /// - [`Error::NoUser`] when the session belongs to no user;
     /// - [`Error::Store`] or [`Error::Timeout`] when the store failed;
-    /// - [`Error::Unsupported`] when a custom store cannot list.
+    /// - [`Error::Unsupported`] when there is no store (cookie mode without
+    ///   one) or a custom store cannot list.
     pub async fn user_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
         let (user, id) = self.user_and_id(false)?;
         let store = self.user_store()?;
@@ -341,7 +344,9 @@ impl Session<'_> {
     ///
     /// # Errors
     ///
-    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    /// As for [`destroy_user_session`](Session::destroy_user_session); also
+    /// [`Error::Unsupported`] in cookie mode, where the user's sealed
+    /// cookies would stay valid.
     pub async fn destroy_other_sessions(&self) -> Result<u64, Error> {
         let (user, id) = self.user_and_id(true)?;
         self.refuse_if_sealing()?;
@@ -373,7 +378,7 @@ impl Session<'_> {
     ///
     /// # Errors
     ///
-    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    /// As for [`destroy_other_sessions`](Session::destroy_other_sessions).
     pub async fn destroy_all_sessions(&self) -> Result<u64, Error> {
         let (user, _) = self.user_and_id(true)?;
         self.refuse_if_sealing()?;

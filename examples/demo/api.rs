@@ -98,6 +98,8 @@ fn user_error(e: Error) -> ApiError {
     let status = match e {
         Error::NoUser => Status::Unauthorized,
         Error::Gone => Status::Conflict,
+        // Cookie mode: sealed sessions cannot be listed or ended elsewhere.
+        Error::Unsupported => Status::NotImplemented,
         _ => Status::ServiceUnavailable,
     };
     api_error(status, e.to_string())

@@ -33,6 +33,7 @@ mod bad_input;
 mod both_modes;
 mod cleanup;
 mod concurrency;
+mod cookie_users;
 mod cookies;
 mod demo_api;
 mod failures;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rocket::figment::Figment;
 use rocket::http::Status;
 use rocket::serde::json::{json, Json, Value};
 use rocket::{delete, get, post, put, routes, Build, Rocket, State};
@@ -170,6 +171,7 @@ fn status(e: Error) -> Status {
     match e {
         Error::NoUser => Status::Unauthorized,
         Error::Gone => Status::Conflict,
+        Error::Unsupported => Status::NotImplemented,
         _ => Status::ServiceUnavailable,
     }
 }
@@ -209,8 +211,13 @@ pub struct Probe {
 }
 
 pub fn probe(db: &TestDb, overrides: Value, round: usize) -> Probe {
+    probe_on(db.figment(overrides), round)
+}
+
+/// The probe routes and a counting store on the settings of `figment`.
+pub fn probe_on(figment: Figment, round: usize) -> Probe {
     let counts = Arc::new(Counts::default());
-    let rocket = rocket::custom(db.figment(overrides)).attach(Counting::fairing(counts.clone()));
+    let rocket = rocket::custom(figment).attach(Counting::fairing(counts.clone()));
     let mut probe = mount(rocket, round);
     probe.counts = counts;
     probe
