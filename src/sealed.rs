@@ -29,6 +29,10 @@ pub(crate) struct Meta {
     pub(crate) created: i64,
     /// When the cookie was last sealed, in Unix seconds.
     pub(crate) sealed: i64,
+    /// The user's revocation generation when the cookie was sealed: a
+    /// "log out everywhere" moves the store's generation past it, which
+    /// voids the cookie.
+    pub(crate) generation: i64,
 }
 
 /// The plaintext of a sealed cookie, as JSON with one-letter names.
@@ -41,6 +45,12 @@ struct PayloadOut<'a> {
     c: i64,
     s: i64,
     e: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    g: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Deserialize)]
@@ -52,6 +62,8 @@ struct PayloadIn {
     c: i64,
     s: i64,
     e: i64,
+    #[serde(default)]
+    g: i64,
 }
 
 /// A sealed session that opened and is live.
@@ -90,6 +102,9 @@ pub(crate) struct Job {
     /// Something changed; otherwise this only re-seals (touch, key
     /// rotation), which may be skipped.
     pub(crate) changed: bool,
+    /// The store's revocation generation of `user`, when this request
+    /// knows it; otherwise `write` asks the store.
+    pub(crate) generation: Option<i64>,
 }
 
 /// Why a sealed value gave no session.
@@ -179,6 +194,7 @@ fn open_one(config: &Config, ring: &KeyRing, value: &str, now: i64) -> Result<Op
             user: payload.u,
             created: payload.c,
             sealed: payload.s,
+            generation: payload.g,
         },
         data: payload.d,
         reseal: touch_due || !opened.current_key,
@@ -200,10 +216,16 @@ pub(crate) async fn write(shared: &Shared, ring: &KeyRing, job: Job) -> Result<W
         user: None,
         created: now,
         sealed: now,
+        generation: 0,
     });
     if job.regenerate {
         meta.id = SessionId::generate();
     }
+    meta.generation = match (&job.user, job.generation) {
+        (None, _) => 0,
+        (Some(_), Some(generation)) => generation,
+        (Some(user), None) => user_generation(shared, user).await?,
+    };
     meta.user = job.user;
     meta.sealed = now;
 
@@ -215,6 +237,7 @@ pub(crate) async fn write(shared: &Shared, ring: &KeyRing, job: Job) -> Result<W
         c: meta.created,
         s: now,
         e: expires,
+        g: meta.generation,
     };
     let plaintext = serde_json::to_vec(&payload).map_err(|e| Error::value("(session)", &e))?;
 
@@ -236,6 +259,22 @@ pub(crate) async fn write(shared: &Shared, ring: &KeyRing, job: Job) -> Result<W
         }
     }
     spill(shared, meta, job.data, size, job.changed).await
+}
+
+/// The store's revocation generation of `user`: 0 when there is no store
+/// or it keeps none, as then nothing can have been revoked.
+///
+/// # Errors
+///
+/// The store's errors, other than [`Error::Unsupported`].
+pub(crate) async fn user_generation(shared: &Shared, user: &str) -> Result<i64, Error> {
+    let Some(store) = shared.store() else {
+        return Ok(0);
+    };
+    match shared.call(store.user_generation(user)).await {
+        Err(Error::Unsupported) => Ok(0),
+        other => other,
+    }
 }
 
 /// Moves a session that does not fit in the cookie to the store, keeping
@@ -331,6 +370,7 @@ mod tests {
             c,
             s,
             e,
+            g: 0,
         };
         let plaintext = serde_json::to_vec(&payload).unwrap();
         ring().seal(config().cookie_name(), &plaintext).unwrap()

@@ -123,6 +123,9 @@ pub(crate) struct State {
     size: Option<usize>,
     /// The user the session belongs to, as this request sees it.
     user: Option<String>,
+    /// The store's revocation generation of a user, when this request read
+    /// it (cookie mode): a new seal for that user carries it.
+    user_generation: Option<(String, i64)>,
     /// Loaded through the id the session had before its last regenerate:
     /// every write is refused.
     read_only: bool,
@@ -196,9 +199,19 @@ impl State {
             touched: None,
             size: None,
             user: None,
+            user_generation: None,
             read_only: false,
             gone: false,
             outcome: None,
+        }
+    }
+
+    /// The known revocation generation of `user`, if this request read it.
+    fn generation_of(&self, user: &Option<String>) -> Option<i64> {
+        match (user, &self.user_generation) {
+            (Some(user), Some((known, generation))) if user == known => Some(*generation),
+            (None, _) => Some(0),
+            _ => None,
         }
     }
 
@@ -221,6 +234,7 @@ impl State {
         }
 
         let user = self.user.clone();
+        let generation = self.generation_of(&user);
         let write = match &mut self.backing {
             Backing::Stored(id) if changed => {
                 let new_id = regenerate.then(SessionId::generate);
@@ -237,6 +251,7 @@ impl State {
                     data,
                     user,
                     changed,
+                    generation,
                 }))
             }
             Backing::Sealed { .. } => None,
@@ -251,6 +266,7 @@ impl State {
                 data: self.data.clone(),
                 user,
                 changed: true,
+                generation,
             })),
             Backing::New => {
                 let all = ChangeSet {
@@ -700,12 +716,19 @@ impl<'r> Session<'r> {
         self.shared.store().ok_or(Error::Unsupported)
     }
 
-    /// Refuses ending all of a user's sessions in cookie mode, where the
-    /// user's sealed cookies would stay valid.
-    pub(crate) fn refuse_if_sealing(&self) -> Result<(), Error> {
-        match self.shared.backend {
-            Backend::Cookie { .. } => Err(Error::Unsupported),
-            Backend::Store(_) => Ok(()),
+    /// Whether sessions are sealed in the cookie (cookie mode).
+    pub(crate) fn is_sealing(&self) -> bool {
+        matches!(self.shared.backend, Backend::Cookie { .. })
+    }
+
+    /// After the user's revocation generation moved to `generation` (cookie
+    /// mode), makes this request's own sealed cookie carry it, so that it
+    /// survives when it is meant to.
+    pub(crate) fn keep_after_revocation(&self, user: &str, generation: i64) {
+        let mut state = self.state();
+        state.user_generation = Some((user.to_string(), generation));
+        if let Backing::Sealed { reseal, .. } = &mut state.backing {
+            *reseal = true;
         }
     }
 }
@@ -759,6 +782,23 @@ async fn load(req: &Request<'_>, shared: &Shared) -> Slot {
     match &shared.backend {
         Backend::Cookie { ring, .. } => {
             if let Some(opened) = sealed::open(&shared.config, ring, &others) {
+                // A user's sealed cookies die with "log out everywhere":
+                // the store's generation for the user moved past theirs.
+                if let Some(user) = &opened.meta.user {
+                    match sealed::user_generation(shared, user).await {
+                        Ok(current) if opened.meta.generation < current => {
+                            log::debug!(
+                                "sessions: a sealed session its user signed out everywhere"
+                            );
+                            return Slot::Ready(Box::new(Mutex::new(state)));
+                        }
+                        Ok(current) => state.user_generation = Some((user.clone(), current)),
+                        Err(e) => {
+                            log::error!("sessions: cannot check the session's user: {e}");
+                            return Slot::Failed;
+                        }
+                    }
+                }
                 state.data = opened.data.clone();
                 state.user = opened.meta.user.clone();
                 state.backing = Backing::Sealed {

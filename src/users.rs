@@ -231,11 +231,6 @@ pub(crate) fn from_unix_millis(millis: i64) -> SystemTime {
     from_epoch(Duration::from_millis(millis.unsigned_abs()), millis >= 0)
 }
 
-/// The instant `micros` microseconds after the Unix epoch.
-pub(crate) fn from_unix_micros(micros: i64) -> SystemTime {
-    from_epoch(Duration::from_micros(micros.unsigned_abs()), micros >= 0)
-}
-
 fn from_epoch(magnitude: Duration, after: bool) -> SystemTime {
     if after {
         UNIX_EPOCH + magnitude
@@ -344,16 +339,24 @@ impl Session<'_> {
     ///
     /// # Errors
     ///
-    /// As for [`destroy_user_session`](Session::destroy_user_session); also
-    /// [`Error::Unsupported`] in cookie mode, where the user's sealed
-    /// cookies would stay valid.
+    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    ///
+    /// In cookie mode (with a store, which this needs) the user's other
+    /// sealed cookies stop opening from their next request on, and this
+    /// request's cookie is sealed again so that it stays valid. The count
+    /// covers only sessions that were in the store.
     pub async fn destroy_other_sessions(&self) -> Result<u64, Error> {
         let (user, id) = self.user_and_id(true)?;
-        self.refuse_if_sealing()?;
         let store = self.user_store()?;
-        self.shared()
+        let ended = self
+            .shared()
             .call(store.destroy_user(&user, id.as_ref()))
-            .await
+            .await?;
+        if self.is_sealing() {
+            let generation = crate::sealed::user_generation(self.shared(), &user).await?;
+            self.keep_after_revocation(&user, generation);
+        }
+        Ok(ended)
     }
 
     /// Ends every session of this session's user, this one included: "log
@@ -381,7 +384,6 @@ impl Session<'_> {
     /// As for [`destroy_other_sessions`](Session::destroy_other_sessions).
     pub async fn destroy_all_sessions(&self) -> Result<u64, Error> {
         let (user, _) = self.user_and_id(true)?;
-        self.refuse_if_sealing()?;
         let store = self.user_store()?;
         let ended = self.shared().call(store.destroy_user(&user, None)).await?;
         self.destroy();
@@ -486,14 +488,13 @@ impl SessionAdmin {
     ///
     /// # Errors
     ///
-    /// As for [`SessionAdmin::list`]; also [`Error::Unsupported`] in cookie
-    /// mode, where sealed cookies of the user would stay valid: refusing is
-    /// better than a "log out everywhere" that leaves sessions alive.
+    /// As for [`SessionAdmin::list`].
+    ///
+    /// In cookie mode (with a store, which this needs) the user's sealed
+    /// cookies stop opening from their next request on; the count covers
+    /// only sessions that were in the store.
     pub async fn destroy_all(&self, user: &str) -> Result<u64, Error> {
         check_user(user)?;
-        if self.sealing {
-            return Err(Error::Unsupported);
-        }
         bounded(self.timeout, self.store()?.destroy_user(user, None)).await
     }
 

@@ -7,8 +7,6 @@
 
 mod postgres;
 
-use std::time::SystemTime;
-
 use serde_json::{Map, Value};
 
 pub use self::postgres::PostgresStore;
@@ -232,24 +230,24 @@ pub trait SessionStore: Send + Sync + 'static {
         Err(Error::Unsupported)
     }
 
-    /// Deletes every session of `user` except `keep`, and records the
-    /// database's present instant as the one before which no session of
-    /// `user` is valid, for sessions the store cannot delete (sealed
-    /// cookies). Returns how many live sessions were deleted.
+    /// Deletes every session of `user` except `keep`, and moves the user's
+    /// [`user_generation`](SessionStore::user_generation) forward by one,
+    /// which voids the user's sealed cookies (sessions the store cannot
+    /// delete). Returns how many live sessions were deleted.
     async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
         let _ = (user, keep);
         Err(Error::Unsupported)
     }
 
-    /// The instant recorded by the last
-    /// [`destroy_user`](SessionStore::destroy_user) of `user`: sessions of
-    /// that user made before it are void. `Ok(None)` when none was
-    /// recorded (or it was swept, 400 days later).
+    /// How many times [`destroy_user`](SessionStore::destroy_user) ended
+    /// the sessions of `user`; 0 when never (or when the record was swept,
+    /// 400 days after the last time).
     ///
-    /// The stored sessions are deleted at that instant already; this is
-    /// for sessions a store cannot delete, such as sealed cookies, which
-    /// carry the instant they were made.
-    async fn user_valid_after(&self, user: &str) -> Result<Option<SystemTime>, Error> {
+    /// The stored sessions are deleted by `destroy_user` already; this is
+    /// for sessions a store cannot delete: a sealed cookie carries the
+    /// generation of its user from when it was sealed and stops opening
+    /// once this has moved past it.
+    async fn user_generation(&self, user: &str) -> Result<i64, Error> {
         let _ = user;
         Err(Error::Unsupported)
     }

@@ -1,7 +1,7 @@
 //! The PostgreSQL store: pool, statements and migrations.
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
@@ -14,7 +14,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{ChangeSet, Expiry, Loaded, SessionStore};
 use crate::config::Config;
-use crate::users::{from_unix_micros, from_unix_millis};
+use crate::users::from_unix_millis;
 use crate::{Error, SessionHandle, SessionId, SessionInfo};
 
 /// The bundled migrations, in order: version, name, SQL for a table named
@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "grace_and_revocations",
         include_str!("../../migrations/0002_grace_and_revocations.sql"),
+    ),
+    (
+        3,
+        "revocation_generation",
+        include_str!("../../migrations/0003_revocation_generation.sql"),
     ),
 ];
 
@@ -89,7 +94,7 @@ struct Statements {
     destroy_user: String,
     sweep: String,
     sweep_revocations: String,
-    valid_after: String,
+    generation: String,
 }
 
 impl PostgresStore {
@@ -231,9 +236,11 @@ impl PostgresStore {
                    DELETE FROM {t} WHERE user_id = $1 AND id_hash IS DISTINCT FROM $2::bytea \
                    RETURNING idle_expires_at \
                  ), revoked AS ( \
-                   INSERT INTO {revocations} AS r (user_id, valid_after) VALUES ($1, now()) \
+                   INSERT INTO {revocations} AS r (user_id, valid_after, generation) \
+                   VALUES ($1, now(), 1) \
                    ON CONFLICT (user_id) DO UPDATE \
-                     SET valid_after = GREATEST(r.valid_after, EXCLUDED.valid_after) \
+                     SET valid_after = GREATEST(r.valid_after, EXCLUDED.valid_after), \
+                         generation = r.generation + 1 \
                  ) \
                  SELECT count(*) FILTER (WHERE idle_expires_at > now()) FROM ended"
             ),
@@ -254,10 +261,7 @@ impl PostgresStore {
                    LIMIT $1 FOR UPDATE SKIP LOCKED \
                  )"
             ),
-            valid_after: format!(
-                "SELECT floor(extract(epoch FROM valid_after) * 1000000)::bigint \
-                 FROM {revocations} WHERE user_id = $1"
-            ),
+            generation: format!("SELECT generation FROM {revocations} WHERE user_id = $1"),
         };
         PostgresStore {
             pool,
@@ -307,7 +311,7 @@ impl PostgresStore {
         client
             .simple_query(&format!(
                 "SELECT {COLUMNS} FROM {} LIMIT 0; \
-                 SELECT user_id, valid_after FROM {} LIMIT 0",
+                 SELECT user_id, valid_after, generation FROM {} LIMIT 0",
                 quote(&self.table),
                 quote(&format!("{}_revocations", self.table))
             ))
@@ -542,12 +546,9 @@ impl SessionStore for PostgresStore {
         Ok(u64::try_from(ended).unwrap_or(0))
     }
 
-    async fn user_valid_after(&self, user: &str) -> Result<Option<SystemTime>, Error> {
-        let rows = self.run(&self.sql.valid_after, &[&user]).await?;
-        match rows.first() {
-            None => Ok(None),
-            Some(row) => Ok(Some(from_unix_micros(column(row, 0)?))),
-        }
+    async fn user_generation(&self, user: &str) -> Result<i64, Error> {
+        let rows = self.run(&self.sql.generation, &[&user]).await?;
+        rows.first().map_or(Ok(0), |row| column(row, 0))
     }
 
     async fn sweep_expired(&self, batch: u64) -> Result<Option<u64>, Error> {

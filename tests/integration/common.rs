@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -23,9 +23,10 @@ use tokio_postgres::NoTls;
 pub const COOKIE: &str = "__Host-session";
 
 /// The bundled migrations, as a DBA would run them with psql.
-pub const MIGRATIONS: [&str; 2] = [
+pub const MIGRATIONS: [&str; 3] = [
     include_str!("../../migrations/0001_create_sessions.sql"),
     include_str!("../../migrations/0002_grace_and_revocations.sql"),
+    include_str!("../../migrations/0003_revocation_generation.sql"),
 ];
 
 /// Where the tests find PostgreSQL.
@@ -555,8 +556,8 @@ impl SessionStore for Counting {
         self.inner.destroy_user(user, keep).await
     }
 
-    async fn user_valid_after(&self, user: &str) -> Result<Option<SystemTime>, Error> {
-        self.inner.user_valid_after(user).await
+    async fn user_generation(&self, user: &str) -> Result<i64, Error> {
+        self.inner.user_generation(user).await
     }
 
     async fn sweep_expired(&self, batch: u64) -> Result<Option<u64>, Error> {
