@@ -39,6 +39,12 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let target = match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                println!("Prints a fresh cookie-mode key as a Rocket.toml entry; the key id");
+                println!("defaults to today's date. Short ids leave more room in the cookie.");
+                return ExitCode::SUCCESS;
+            }
             "--id" => &mut id,
             "--algorithm" => &mut algorithm,
             "--profile" => &mut profile,

@@ -144,9 +144,11 @@ pub struct Config {
     /// _Default:_ `60`.
     pub clock_skew: u64,
     /// Cookie mode: an RFC 3339 instant (`"2025-06-01T12:00:00Z"`); every
-    /// session created before it is rejected, so setting it to the present
-    /// signs everyone out without rotating keys. It may not lie in the
-    /// future.
+    /// session created before it is rejected, sealed or moved to the store,
+    /// so setting it to the present signs everyone out without rotating
+    /// keys. It may lie at most `clock_skew` ahead, and an instant ahead of
+    /// the launch is taken as the launch instant, so that sign-ins after
+    /// launch are kept.
     ///
     /// _Default:_ none.
     pub not_before: Option<String>,
@@ -628,6 +630,23 @@ impl Config {
         Duration::from_secs(self.operation_timeout)
     }
 
+    /// Brings a `not_before` that lies ahead (within `clock_skew`, which
+    /// validation allows) back to the present: sessions made from launch on
+    /// are made under this configuration, and rejecting them until that
+    /// instant would lose every sign-in in between.
+    pub(crate) fn settle_not_before(&mut self) {
+        use rocket::time::format_description::well_known::Rfc3339;
+        use rocket::time::OffsetDateTime;
+
+        let now = unix_now();
+        if self.not_before_unix().is_some_and(|at| at > now) {
+            log::info!("sessions: `not_before` lies ahead of this clock; using the launch instant");
+            self.not_before = OffsetDateTime::from_unix_timestamp(now)
+                .ok()
+                .and_then(|at| at.format(&Rfc3339).ok());
+        }
+    }
+
     /// `not_before` in seconds since the Unix epoch, if it is set and
     /// parses.
     pub(crate) fn not_before_unix(&self) -> Option<i64> {
@@ -1102,6 +1121,20 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(shown.contains("k1"), "{shown}");
         assert!(!shown.contains(&KEY[..12]), "{shown}");
+    }
+
+    #[test]
+    fn a_not_before_ahead_becomes_the_launch_instant() {
+        let ahead = rocket::time::OffsetDateTime::from_unix_timestamp(unix_now() + 30).unwrap();
+        let text = ahead
+            .format(&rocket::time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let mut c = parse(&format!("[sessions]\nnot_before = \"{text}\"")).unwrap();
+        c.settle_not_before();
+        assert!(c.not_before_unix().unwrap() <= unix_now());
+        let mut past = parse("[sessions]\nnot_before = \"2020-01-01T00:00:00Z\"").unwrap();
+        past.settle_not_before();
+        assert_eq!(past.not_before_unix(), Some(1_577_836_800));
     }
 
     #[test]

@@ -254,13 +254,14 @@ impl Fairing for Sessions {
     }
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
-        let config = match Config::from_figment(rocket.figment()) {
+        let mut config = match Config::from_figment(rocket.figment()) {
             Ok(config) => config,
             Err(e) => {
                 log::error!("{e}");
                 return Err(rocket);
             }
         };
+        config.settle_not_before();
         let debug = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
         let backend = match self.build_backend(&config, debug).await {
             Ok(backend) => backend,

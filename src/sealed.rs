@@ -131,14 +131,16 @@ impl Refusal {
             Refusal::Seal(Rejected::Malformed) => {
                 log::debug!("sessions: ignoring a malformed session cookie")
             }
+            // Any client can send these as often as it likes: info, so that
+            // they cannot flood the warnings.
             Refusal::Seal(Rejected::Forged) => {
-                log::warn!("sessions: ignoring a session cookie whose seal does not verify")
+                log::info!("sessions: ignoring a session cookie whose seal does not verify")
             }
             Refusal::Unreadable => {
-                log::warn!("sessions: ignoring a sealed session cookie whose payload does not read")
+                log::info!("sessions: ignoring a sealed session cookie whose payload does not read")
             }
             Refusal::FromTheFuture => {
-                log::warn!("sessions: ignoring a sealed session cookie dated in the future")
+                log::info!("sessions: ignoring a sealed session cookie dated in the future")
             }
             Refusal::BeforeNotBefore => {
                 log::debug!("sessions: a session created before `not_before`; starting a new one")

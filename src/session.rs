@@ -818,7 +818,14 @@ async fn load(req: &Request<'_>, shared: &Shared) -> Slot {
     let Some(store) = shared.store().filter(|_| !candidates.is_empty()) else {
         return Slot::Ready(Box::new(Mutex::new(state)));
     };
+    let sealing = matches!(shared.backend, Backend::Cookie { .. });
+    let not_before = shared.config.not_before_unix().filter(|_| sealing);
     match shared.call(store.load(&candidates)).await {
+        // Cookie mode's `not_before` ends the sessions that moved to the
+        // store as it ends sealed ones.
+        Ok(Some(loaded)) if not_before.is_some_and(|at| loaded.created.is_some_and(|c| c < at)) => {
+            log::debug!("sessions: a session created before `not_before`; starting a new one");
+        }
         Ok(Some(loaded)) => {
             state.backing = candidates
                 .into_iter()

@@ -37,6 +37,10 @@ pub struct Loaded {
     /// session but not write it. A store that loads this way must not
     /// touch the session either.
     pub read_only: bool,
+    /// When the session began, in seconds since the Unix epoch, if the
+    /// store knows: cookie mode's `not_before` rejects sessions that moved
+    /// to the store as it rejects sealed ones.
+    pub created: Option<i64>,
 }
 
 impl Loaded {
@@ -50,6 +54,7 @@ impl Loaded {
             touched: false,
             user: None,
             read_only: false,
+            created: None,
         }
     }
 
@@ -62,6 +67,12 @@ impl Loaded {
     /// Sets the user the session belongs to.
     pub fn with_user(mut self, user: Option<String>) -> Loaded {
         self.user = user;
+        self
+    }
+
+    /// Sets when the session began, in seconds since the Unix epoch.
+    pub fn with_created(mut self, created: Option<i64>) -> Loaded {
+        self.created = created;
         self
     }
 

@@ -182,7 +182,8 @@ impl PostgresStore {
                  SELECT hit.pos::int4, s.data, \
                    ceil(extract(epoch FROM e.at - now()))::bigint, \
                    floor(extract(epoch FROM e.at))::bigint, \
-                   EXISTS (SELECT 1 FROM touched), s.user_id, hit.previous \
+                   EXISTS (SELECT 1 FROM touched), s.user_id, hit.previous, \
+                   floor(extract(epoch FROM s.created_at))::bigint \
                  FROM hit JOIN {t} s ON s.id_hash = hit.id_hash \
                  CROSS JOIN LATERAL (SELECT COALESCE( \
                    (SELECT idle_expires_at FROM touched), s.idle_expires_at) AS at) e"
@@ -468,6 +469,7 @@ impl SessionStore for PostgresStore {
             touched: column(row, 4)?,
             user: column(row, 5)?,
             read_only: column(row, 6)?,
+            created: Some(column(row, 7)?),
         }))
     }
 

@@ -128,6 +128,45 @@ async fn not_before_signs_everyone_out() {
     );
 }
 
+#[rocket::async_test]
+async fn not_before_also_ends_sessions_that_moved_to_the_store() {
+    let env = Env::cookie_with_store().await;
+    let client = untracked(app(&env, json!({}))).await;
+    let mut browser = Browser::new(&client, NAME);
+    browser.post("/api/login", r#"{"user":"ann"}"#).await;
+    let big = format!("\"{}\"", "z".repeat(5000));
+    browser.put("/api/session/blob", &big).await;
+    let moved = browser.cookie.clone().unwrap();
+    assert!(
+        SessionId::parse(&moved).is_some(),
+        "the session is in the store"
+    );
+
+    sleep(Duration::from_millis(1100)).await;
+    let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let client = untracked(app(&env, json!({ "not_before": now }))).await;
+    let mut browser = Browser::new(&client, NAME);
+    browser.cookie = Some(moved);
+    assert_eq!(browser.get("/api/session").await.json(), json!({}));
+}
+
+#[rocket::async_test]
+async fn a_not_before_slightly_ahead_keeps_new_sign_ins() {
+    let env = Env::new(Mode::Cookie).await;
+    let ahead = OffsetDateTime::now_utc() + rocket::time::Duration::seconds(30);
+    let client = untracked(app(
+        &env,
+        json!({ "not_before": ahead.format(&Rfc3339).unwrap() }),
+    ))
+    .await;
+    let mut browser = Browser::new(&client, NAME);
+    browser.post("/api/login", r#"{"user":"dave"}"#).await;
+    assert_eq!(
+        browser.get("/api/session").await.json(),
+        json!({ "user": "dave" })
+    );
+}
+
 /// The repository's `Rocket.toml`, read as Rocket reads it, in `profile`.
 fn repository_config(profile: &str) -> Config {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/Rocket.toml");
