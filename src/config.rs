@@ -196,14 +196,16 @@ pub struct Config {
 /// | cookie | a 43-character id | the sealed session, up to 4096 bytes of name and value |
 /// | ending one session | immediate: the row is deleted | the browser is told to drop the cookie; a copy still opens until it expires |
 /// | ending every session | delete rows | `not_before` (or a new key ring) |
+/// | ending one user's sessions | immediate | with a store configured, the user's seals stop opening; without one, not possible |
+/// | parallel writes to one session | merged key by key | the browser keeps the last cookie: one request's changes survive |
 /// | secrets to keep | the database credentials | the key ring |
 ///
 /// In cookie mode, `regenerate()` and `destroy()` cannot reach copies of
 /// the old cookie: nothing on the server remembers it. Both expiries are
-/// inside the seal and checked on every request, so a copy lives at most
-/// until its idle expiry (and never past the absolute one). `not_before`
-/// rejects every session created before an instant: it signs everyone out
-/// at once, and cannot sign out one user.
+/// inside the seal and checked on every request, so a copy nobody uses
+/// dies at its idle expiry, and a copy that keeps being used (touched like
+/// any session) at the absolute one. `not_before` rejects every session
+/// created before an instant: it signs everyone out at once.
 ///
 /// A session that outgrows the cookie moves to the store when one is
 /// configured (`database_url`, or [`Sessions::with_store`]), and stays

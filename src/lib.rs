@@ -1,10 +1,14 @@
-//! Server-side sessions for [Rocket](https://rocket.rs) 0.5, stored in
-//! PostgreSQL.
+//! Sessions for [Rocket](https://rocket.rs) 0.5, in PostgreSQL or sealed in
+//! the cookie.
 //!
-//! The browser holds a cookie with a random id; the data lives in a
-//! PostgreSQL table keyed by the id's SHA-256 hash. A fairing sets things up
-//! at launch and writes each request's changes back; a request guard,
-//! [`Session`], gives handlers a typed key-value API.
+//! A fairing sets things up at launch and writes each request's changes
+//! back; a request guard, [`Session`], gives handlers a typed key-value API.
+//! Where sessions live is configuration, not code ([`Mode`]):
+//!
+//! - **PostgreSQL mode**: the browser holds a cookie with a random id; the
+//!   data lives in a PostgreSQL table keyed by the id's SHA-256 hash.
+//! - **Cookie mode**: the whole session is sealed in the cookie with an
+//!   AEAD under a key ring of your own (see [Cookie mode](#cookie-mode)).
 //!
 //! # Quick start
 //!
@@ -51,28 +55,32 @@
 //! }
 //! ```
 //!
-//! At launch the fairing connects, applies the bundled migrations (the SQL
-//! in the repository's `migrations/`) under an advisory lock, and stops
-//! launch with one clear line if the configuration or the database is not
-//! right. Every setting, with its default, is documented on [`Config`].
+//! At launch the fairing connects (when a database is configured), applies
+//! the bundled migrations (the SQL in the repository's `migrations/`) under
+//! an advisory lock, and stops launch with one clear line if the
+//! configuration or the database is not right. Every setting, with its
+//! default, is documented on [`Config`].
 //!
 //! # One request
 //!
 //! - **Lazy.** A route without the guard runs no query. The first guard in
-//!   a request loads the session with one query; further guards in the same
-//!   request share it.
+//!   a request loads the session with one query (none for a sealed cookie);
+//!   further guards in the same request share it.
 //! - **New sessions cost nothing** until a handler stores something: no row
 //!   and no cookie before that.
 //! - **Changes are a change set.** [`Session::insert`], [`Session::remove`]
 //!   and [`Session::clear`] change an in-memory copy and record which keys
-//!   changed. When the response goes out, the fairing writes them in one
-//!   statement that merges the changed keys into the stored JSON object, so
-//!   concurrent requests that change different keys keep each other's work.
-//!   For the same key, the last writer wins.
+//!   changed. When the response goes out, the fairing writes them once. In
+//!   the store that is one statement that merges the changed keys into the
+//!   stored JSON object, so concurrent requests that change different keys
+//!   keep each other's work (for the same key, the last writer wins). In
+//!   cookie mode the response carries a new seal of the whole session, and
+//!   the browser keeps the last cookie it receives: of parallel requests
+//!   that write, only one request's changes survive.
 //! - **Reads stay reads.** An unmodified session is not written, except for
 //!   a touch that moves its idle expiry, made at most once per
-//!   `touch_interval`. A write or a touch re-issues the cookie with the
-//!   lifetime the database computed; otherwise no cookie is sent.
+//!   `touch_interval`. A write or a touch re-issues the cookie with the new
+//!   lifetime; otherwise no cookie is sent.
 //! - **The cookie follows the write.** `Set-Cookie` is added only after the
 //!   write succeeded, with `Cache-Control: no-store`.
 //! - **5xx keeps nothing.** When the response (from the handler or a
@@ -107,9 +115,10 @@
 //!   and [`Session::destroy_all_sessions`] end one, all others (a password
 //!   change) or all ("log out everywhere"). [`SessionAdmin`], managed by
 //!   the fairing, does the same for any user. In cookie mode the user id
-//!   travels in the seal; only sessions in the store are listed, and
-//!   ending all of a user's sessions is refused with
-//!   [`Error::Unsupported`], as their sealed cookies would stay valid.
+//!   travels in the seal; with a store configured, ending a user's sessions
+//!   also voids that user's sealed cookies (a per-user revocation
+//!   generation each seal carries), and only sessions in the store are
+//!   listed. Without a store these calls answer [`Error::Unsupported`].
 //! - **Cleanup.** From liftoff to shutdown the fairing deletes expired rows
 //!   every `cleanup_interval` seconds, in batches, one app instance at a
 //!   time; see [`Sessions`]. Expired sessions are never read before that.
@@ -154,19 +163,23 @@
 //! # Security
 //!
 //! - Ids are 256 bits from the operating system's CSPRNG, sent as 43
-//!   characters of base64url; a cookie that does not match that grammar is
-//!   rejected before any query. The id is never chosen by the client.
+//!   characters of base64url; a cookie that does not match that grammar
+//!   (or, in cookie mode, does not open) is rejected before any query. The
+//!   id is never chosen by the client.
 //! - The table stores only SHA-256 of the id: a copy of it holds no usable
 //!   cookie value.
 //! - Cookies are `HttpOnly`, `SameSite=Lax`, `Path=/` and `Secure` by
 //!   default, named `__Host-session` so that browsers enforce those
 //!   attributes. Settings that browsers would reject (`SameSite=None`
 //!   without `Secure`, a `__Host-` name with a `Domain`) stop launch.
-//! - Both an idle and an absolute timeout are enforced by the database's
-//!   clock; the cookie's own lifetime is only a hint to the browser.
+//! - Both an idle and an absolute timeout are enforced on the server: by
+//!   the database's clock in the store, from instants inside the seal in
+//!   cookie mode. The cookie's own lifetime is only a hint to the browser.
 //!   [`Session::regenerate`] keeps the absolute deadline.
-//! - Ids, cookie values and session data never appear in logs or `Debug`
-//!   output; configuration errors name the field, never the value.
+//! - Ids, cookie values, keys and session data never appear in this
+//!   crate's logs or `Debug` output; configuration errors name the field,
+//!   never the value. Rocket's own `debug` log level prints whole headers,
+//!   cookies included: keep production logs at `normal` or above.
 //! - `SameSite=Lax` is defence in depth, not CSRF protection: pair state
 //!   changing routes with a CSRF token or an `Origin` check.
 //!
@@ -191,11 +204,12 @@
 //! Without a `database_url` (or with `mode = "cookie"`), sessions are sealed
 //! in the cookie instead, with XChaCha20-Poly1305 or AES-256-GCM and a key
 //! ring of your own, behind the same [`Session`] API. It needs no database
-//! and costs no I/O, but cannot end one session before it expires, and a
-//! sealed session must fit in 4096 bytes of cookie: a larger one moves to
-//! the store when one is configured, and otherwise fails to save. [`Mode`]
-//! sets the two modes side by side; [`SealKey`] covers keys, their
-//! generation and rotation.
+//! and costs no I/O, but it cannot end one copied cookie before it expires
+//! (a copy that keeps being used lives until the absolute expiry), parallel
+//! writes do not merge, and a sealed session must fit in 4096 bytes of
+//! cookie: a larger one moves to the store when one is configured, and
+//! otherwise fails to save. [`Mode`] sets the two modes side by side;
+//! [`SealKey`] covers keys, their generation and rotation.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]

@@ -98,7 +98,8 @@ fn user_error(e: Error) -> ApiError {
     let status = match e {
         Error::NoUser => Status::Unauthorized,
         Error::Gone => Status::Conflict,
-        // Cookie mode: sealed sessions cannot be listed or ended elsewhere.
+        // Cookie mode without a store: sealed sessions cannot be listed or
+        // ended elsewhere.
         Error::Unsupported => Status::NotImplemented,
         _ => Status::ServiceUnavailable,
     };
