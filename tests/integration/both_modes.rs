@@ -9,7 +9,7 @@ use rocket::http::Status;
 use rocket::serde::json::json;
 use rocket::tokio::time::sleep;
 
-use crate::common::{attributes, cookie, untracked, Browser, Env, Mode};
+use crate::common::{attributes, cookie, max_age, untracked, Browser, Env, Mode};
 use crate::{app, counted_app};
 
 const NAME: &str = "__Host-session";
@@ -30,14 +30,6 @@ both_modes!(
     the_first_valid_of_several_cookies_wins,
     attributes_are_the_same_on_issue_and_removal,
 );
-
-fn max_age(header: &str) -> i64 {
-    attributes(header)
-        .into_iter()
-        .find(|(k, _)| k == "max-age")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("no Max-Age in {header}"))
-}
 
 async fn untouched_session_sets_no_cookie(mode: Mode) {
     let env = Env::new(mode).await;

@@ -474,6 +474,15 @@ pub fn attributes(header: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `Max-Age` of a `Set-Cookie` header, in seconds.
+pub fn max_age(header: &str) -> i64 {
+    attributes(header)
+        .iter()
+        .find(|(k, _)| k == "max-age")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Max-Age in {header}"))
+}
+
 /// Calls counted per store method.
 #[derive(Default)]
 pub struct Counts {

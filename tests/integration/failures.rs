@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rocket::http::{CookieJar, Header, Status};
+use rocket::local::asynchronous::Client;
 use rocket::response::Redirect;
 use rocket::serde::json::{json, Value};
 use rocket::{post, routes};
@@ -148,20 +149,35 @@ fn postgres_addr() -> String {
     )
 }
 
-#[rocket::async_test]
-async fn a_database_that_goes_away_gives_503_in_time_and_comes_back() {
-    let db = TestDb::new().await;
+/// The demo on `db` through a proxy to PostgreSQL, with the given
+/// `operation_timeout` and `connect_timeout`, and the cookie of a session
+/// signed in through it.
+async fn signed_in_behind_proxy(
+    db: &TestDb,
+    operation_timeout: u64,
+    connect_timeout: u64,
+) -> (Client, Proxy, Header<'static>) {
     let proxy = Proxy::start(0, Mode::Forward).await;
-    let overrides =
-        json!({ "database_url": proxy.url(), "operation_timeout": 2, "connect_timeout": 1 });
-    let client = untracked(demo_app(&db, overrides)).await;
+    let overrides = json!({
+        "database_url": proxy.url(),
+        "operation_timeout": operation_timeout,
+        "connect_timeout": connect_timeout,
+    });
+    let client = untracked(demo_app(db, overrides)).await;
     let res = client
         .post("/api/login")
         .body(r#"{"user":"ann"}"#)
         .dispatch()
         .await;
     let id = cookie_value(&res, NAME).unwrap();
-    let cookie = Header::new("Cookie", format!("{NAME}={id}"));
+    drop(res);
+    (client, proxy, Header::new("Cookie", format!("{NAME}={id}")))
+}
+
+#[rocket::async_test]
+async fn a_database_that_goes_away_gives_503_in_time_and_comes_back() {
+    let db = TestDb::new().await;
+    let (client, proxy, cookie) = signed_in_behind_proxy(&db, 2, 1).await;
 
     let port = proxy.stop().await;
     for _ in 0..2 {
@@ -194,25 +210,12 @@ async fn a_database_that_goes_away_gives_503_in_time_and_comes_back() {
 #[rocket::async_test]
 async fn a_database_that_never_answers_gives_503_within_the_bound() {
     let db = TestDb::new().await;
-    let proxy = Proxy::start(0, Mode::Forward).await;
-    let overrides =
-        json!({ "database_url": proxy.url(), "operation_timeout": 1, "connect_timeout": 10 });
-    let client = untracked(demo_app(&db, overrides)).await;
-    let res = client
-        .post("/api/login")
-        .body(r#"{"user":"ann"}"#)
-        .dispatch()
-        .await;
-    let id = cookie_value(&res, NAME).unwrap();
+    let (client, proxy, cookie) = signed_in_behind_proxy(&db, 1, 10).await;
 
     let port = proxy.stop().await;
     let _silent = Proxy::start(port, Mode::Silent).await;
     let started = Instant::now();
-    let res = client
-        .get("/api/session")
-        .header(Header::new("Cookie", format!("{NAME}={id}")))
-        .dispatch()
-        .await;
+    let res = client.get("/api/session").header(cookie).dispatch().await;
     let took = started.elapsed();
     assert_eq!(res.status(), Status::ServiceUnavailable);
     assert!(

@@ -9,7 +9,7 @@ use rocket::serde::json::{json, Value};
 use rocket::{get, post, routes};
 use rocket_tessera::Session;
 
-use crate::common::{attributes, cookie_value, set_cookies, untracked, Counts, TestDb};
+use crate::common::{cookie_value, max_age, set_cookies, untracked, Counts, TestDb};
 use crate::counted_demo_app;
 
 const NAME: &str = "__Host-session";
@@ -175,13 +175,7 @@ async fn a_touch_moves_the_idle_expiry_and_reissues_the_cookie() {
         "same id: {}",
         cookies[0]
     );
-    let max_age: i64 = attributes(&cookies[0])
-        .iter()
-        .find(|(k, _)| k == "max-age")
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
+    let max_age = max_age(&cookies[0]);
     assert!((598..=600).contains(&max_age), "max-age {max_age}");
     assert_eq!(
         counts.get()[1..],
@@ -218,13 +212,7 @@ async fn the_absolute_expiry_caps_a_touch() {
     )
     .await;
     let (_, cookies) = get_json(&client, &id).await;
-    let max_age: i64 = attributes(&cookies[0])
-        .iter()
-        .find(|(k, _)| k == "max-age")
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
+    let max_age = max_age(&cookies[0]);
     assert!((28..=30).contains(&max_age), "max-age {max_age}");
 }
 
