@@ -11,3 +11,10 @@
 -- of the application and the database say.
 ALTER TABLE sessions_revocations
     ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0;
+
+-- The user's generation when a stored session was created or given its
+-- user: a stored session behind its user's generation is void too, so that
+-- a session stored by a request that was in flight during a "log out
+-- everywhere" does not survive it.
+ALTER TABLE sessions
+    ADD COLUMN IF NOT EXISTS user_generation bigint NOT NULL DEFAULT 0;

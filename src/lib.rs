@@ -233,5 +233,5 @@ pub use crate::error::{Error, StoreError};
 pub use crate::fairing::Sessions;
 pub use crate::id::SessionId;
 pub use crate::session::Session;
-pub use crate::store::{ChangeSet, Expiry, Loaded, PostgresStore, SessionStore};
+pub use crate::store::{ChangeSet, Expiry, Loaded, PostgresStore, Revoked, SessionStore};
 pub use crate::users::{InvalidHandle, SessionAdmin, SessionHandle, SessionInfo};

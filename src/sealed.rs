@@ -311,6 +311,7 @@ async fn spill(
     let changes = ChangeSet {
         set: data,
         created_at: Some(meta.created),
+        user_generation: meta.user.as_ref().map(|_| meta.generation),
         user: meta.user.map(Some),
         ..ChangeSet::default()
     };

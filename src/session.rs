@@ -716,9 +716,14 @@ impl<'r> Session<'r> {
         self.shared.store().ok_or(Error::Unsupported)
     }
 
-    /// Whether sessions are sealed in the cookie (cookie mode).
-    pub(crate) fn is_sealing(&self) -> bool {
-        matches!(self.shared.backend, Backend::Cookie { .. })
+    /// For a session sealed in the cookie, the revocation generation of
+    /// `user` this request opened it under; `None` for other sessions.
+    pub(crate) fn sealed_generation(&self, user: &str) -> Option<i64> {
+        let state = self.state();
+        match &state.backing {
+            Backing::Sealed { .. } => state.generation_of(&Some(user.to_string())).or(Some(0)),
+            _ => None,
+        }
     }
 
     /// After the user's revocation generation moved to `generation` (cookie

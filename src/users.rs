@@ -339,7 +339,10 @@ impl Session<'_> {
     ///
     /// # Errors
     ///
-    /// As for [`destroy_user_session`](Session::destroy_user_session).
+    /// As for [`destroy_user_session`](Session::destroy_user_session); also
+    /// [`Error::Gone`] in cookie mode when another request ended all of the
+    /// user's sessions after this one loaded: this session is then void
+    /// too.
     ///
     /// In cookie mode (with a store, which this needs) the user's other
     /// sealed cookies stop opening from their next request on, and this
@@ -348,15 +351,17 @@ impl Session<'_> {
     pub async fn destroy_other_sessions(&self) -> Result<u64, Error> {
         let (user, id) = self.user_and_id(true)?;
         let store = self.user_store()?;
-        let ended = self
+        // A sealed session names the generation it was opened under: the
+        // revocation must start from it, or another one came first.
+        let expected = self.sealed_generation(&user);
+        let revoked = self
             .shared()
-            .call(store.destroy_user(&user, id.as_ref()))
+            .call(store.destroy_user(&user, id.as_ref(), expected))
             .await?;
-        if self.is_sealing() {
-            let generation = crate::sealed::user_generation(self.shared(), &user).await?;
-            self.keep_after_revocation(&user, generation);
+        if expected.is_some() {
+            self.keep_after_revocation(&user, revoked.generation);
         }
-        Ok(ended)
+        Ok(revoked.ended)
     }
 
     /// Ends every session of this session's user, this one included: "log
@@ -385,9 +390,12 @@ impl Session<'_> {
     pub async fn destroy_all_sessions(&self) -> Result<u64, Error> {
         let (user, _) = self.user_and_id(true)?;
         let store = self.user_store()?;
-        let ended = self.shared().call(store.destroy_user(&user, None)).await?;
+        let revoked = self
+            .shared()
+            .call(store.destroy_user(&user, None, None))
+            .await?;
         self.destroy();
-        Ok(ended)
+        Ok(revoked.ended)
     }
 }
 
@@ -495,7 +503,8 @@ impl SessionAdmin {
     /// only sessions that were in the store.
     pub async fn destroy_all(&self, user: &str) -> Result<u64, Error> {
         check_user(user)?;
-        bounded(self.timeout, self.store()?.destroy_user(user, None)).await
+        let revoked = bounded(self.timeout, self.store()?.destroy_user(user, None, None)).await?;
+        Ok(revoked.ended)
     }
 
     /// Deletes expired sessions now, in batches of `cleanup_batch` rows,

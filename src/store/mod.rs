@@ -93,6 +93,24 @@ pub struct Expiry {
     pub unix: i64,
 }
 
+/// What [`SessionStore::destroy_user`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revoked {
+    /// How many live sessions were deleted.
+    pub ended: u64,
+    /// The user's revocation generation from now on.
+    pub generation: i64,
+}
+
+impl Revoked {
+    /// What a store reports after deleting `ended` live sessions and moving
+    /// the user to `generation`.
+    pub fn new(ended: u64, generation: i64) -> Revoked {
+        Revoked { ended, generation }
+    }
+}
+
 /// What one request changed in a session.
 #[derive(Clone, Default, PartialEq)]
 pub struct ChangeSet {
@@ -115,6 +133,10 @@ pub struct ChangeSet {
     /// sets it, `Some(None)` clears it, `None` leaves the stored value
     /// alone (another request may have changed it meanwhile).
     pub user: Option<Option<String>>,
+    /// Read by [`SessionStore::create`] only: the user's revocation
+    /// generation the session was made under (cookie mode moving a sealed
+    /// session to the store). `None` means the user's present generation.
+    pub user_generation: Option<i64>,
 }
 
 impl ChangeSet {
@@ -244,9 +266,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes every session of `user` except `keep`, and moves the user's
     /// [`user_generation`](SessionStore::user_generation) forward by one,
     /// which voids the user's sealed cookies (sessions the store cannot
-    /// delete). Returns how many live sessions were deleted.
-    async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
-        let _ = (user, keep);
+    /// delete) and any session stored under an older generation; `keep`
+    /// moves to the new generation.
+    ///
+    /// With `expected_generation`, the generation moves only from that
+    /// value: when another revocation came first, nothing happens and the
+    /// answer is [`Error::Gone`], so that a request which loaded its
+    /// session before that revocation cannot outlive it.
+    async fn destroy_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        expected_generation: Option<i64>,
+    ) -> Result<Revoked, Error> {
+        let _ = (user, keep, expected_generation);
         Err(Error::Unsupported)
     }
 

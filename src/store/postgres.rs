@@ -12,7 +12,7 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
-use super::{ChangeSet, Expiry, Loaded, SessionStore};
+use super::{ChangeSet, Expiry, Loaded, Revoked, SessionStore};
 use crate::config::Config;
 use crate::users::from_unix_millis;
 use crate::{Error, SessionHandle, SessionId, SessionInfo};
@@ -52,7 +52,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// not migrate.
 const COLUMNS: &str = "id_hash, data, user_id, version, created_at, last_seen_at, \
                        idle_expires_at, absolute_expires_at, previous_id_hash, \
-                       previous_valid_until";
+                       previous_valid_until, user_generation";
 
 /// The expiry columns every statement returns, as `Max-Age` and `Expires`.
 const EXPIRY: &str = "ceil(extract(epoch FROM idle_expires_at - now()))::bigint, \
@@ -140,6 +140,19 @@ impl PostgresStore {
     pub fn with_pool(pool: Pool, config: &Config) -> PostgresStore {
         let t = &quote(&config.table);
         let revocations = quote(&format!("{}_revocations", config.table));
+        // A stored session is void once its user's generation has moved
+        // past the one it was stored under.
+        let current = format!(
+            "NOT EXISTS (SELECT 1 FROM {revocations} v \
+               WHERE v.user_id = s.user_id AND v.generation > s.user_generation)"
+        );
+        let generation_of = |param: &str| {
+            format!(
+                "COALESCE((SELECT generation FROM {revocations} WHERE user_id = {param}::text), 0)"
+            )
+        };
+        let generation_of_4 = generation_of("$4");
+        let generation_of_7 = generation_of("$7");
         let idle = format!("interval '{} seconds'", config.idle_timeout);
         let absolute = format!("interval '{} seconds'", config.absolute_timeout);
         let touch = format!("interval '{} seconds'", config.touch_interval);
@@ -166,11 +179,12 @@ impl PostgresStore {
                    SELECT id_hash, pos, previous FROM ( \
                      SELECT s.id_hash, cand.pos, false AS previous \
                      FROM cand JOIN {t} s ON s.id_hash = cand.h \
-                     WHERE s.idle_expires_at > now() \
+                     WHERE s.idle_expires_at > now() AND {current} \
                      UNION ALL \
                      SELECT s.id_hash, cand.pos, true \
                      FROM cand JOIN {t} s ON s.previous_id_hash = cand.h \
                      WHERE s.previous_valid_until > now() AND s.idle_expires_at > now() \
+                       AND {current} \
                    ) found ORDER BY previous, pos LIMIT 1 \
                  ), touched AS ( \
                    UPDATE {t} s SET last_seen_at = now(), \
@@ -192,10 +206,12 @@ impl PostgresStore {
             // its absolute expiry; it is never placed after now.
             create: format!(
                 "INSERT INTO {t} \
-                   (id_hash, data, user_id, created_at, idle_expires_at, absolute_expires_at) \
-                 SELECT $1, $2, $4::text, c.at, LEAST(now() + {idle}, c.at + {absolute}), \
-                   c.at + {absolute} \
+                   (id_hash, data, user_id, user_generation, created_at, idle_expires_at, \
+                    absolute_expires_at) \
+                 SELECT $1, $2, $4::text, COALESCE($5::bigint, {generation_of_4}), c.at, \
+                   LEAST(now() + {idle}, c.at + {absolute}), c.at + {absolute} \
                  FROM (SELECT LEAST(COALESCE(to_timestamp($3::bigint), now()), now()) AS at) c \
+                 WHERE $5::bigint IS NULL OR $5::bigint >= {generation_of_4} \
                  ON CONFLICT DO NOTHING RETURNING {EXPIRY}"
             ),
             // Removed keys go first, then set keys are merged in: only what
@@ -206,6 +222,7 @@ impl PostgresStore {
                 "UPDATE {t} SET \
                    data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data - $3::text[] END) || $4::jsonb, \
                    user_id = CASE WHEN $6 THEN $7::text ELSE user_id END, \
+                   user_generation = CASE WHEN $6 THEN {generation_of_7} ELSE user_generation END, \
                    previous_id_hash = CASE WHEN $5::bytea IS NULL THEN previous_id_hash \
                      ELSE {previous} END, \
                    previous_valid_until = CASE WHEN $5::bytea IS NULL THEN previous_valid_until \
@@ -232,18 +249,30 @@ impl PostgresStore {
             ),
             // Deletes and records the instant in one statement, so that no
             // reader sees one without the other.
+            // Moves the user's generation forward (only from `$3` when that
+            // is given, so that a request which loaded its session before
+            // another revocation cannot outlive it), deletes the user's
+            // other sessions and keeps `$2` current, in one statement.
             destroy_user: format!(
-                "WITH ended AS ( \
-                   DELETE FROM {t} WHERE user_id = $1 AND id_hash IS DISTINCT FROM $2::bytea \
-                   RETURNING idle_expires_at \
-                 ), revoked AS ( \
+                "WITH revoked AS ( \
                    INSERT INTO {revocations} AS r (user_id, valid_after, generation) \
-                   VALUES ($1, now(), 1) \
+                   SELECT $1, now(), 1 WHERE $3::bigint IS NULL OR $3::bigint = 0 \
+                     OR EXISTS (SELECT 1 FROM {revocations} WHERE user_id = $1) \
                    ON CONFLICT (user_id) DO UPDATE \
                      SET valid_after = GREATEST(r.valid_after, EXCLUDED.valid_after), \
                          generation = r.generation + 1 \
+                     WHERE $3::bigint IS NULL OR r.generation = $3::bigint \
+                   RETURNING generation \
+                 ), ended AS ( \
+                   DELETE FROM {t} WHERE user_id = $1 AND id_hash IS DISTINCT FROM $2::bytea \
+                     AND EXISTS (SELECT 1 FROM revoked) \
+                   RETURNING idle_expires_at \
+                 ), kept AS ( \
+                   UPDATE {t} SET user_generation = (SELECT generation FROM revoked) \
+                   WHERE id_hash = $2::bytea AND user_id = $1 AND EXISTS (SELECT 1 FROM revoked) \
                  ) \
-                 SELECT count(*) FILTER (WHERE idle_expires_at > now()) FROM ended"
+                 SELECT (SELECT count(*) FILTER (WHERE idle_expires_at > now()) FROM ended), \
+                   (SELECT generation FROM revoked)"
             ),
             // PostgreSQL's DELETE has no LIMIT: the batch is a subquery.
             // Rows another transaction is writing are left for the next
@@ -476,14 +505,19 @@ impl SessionStore for PostgresStore {
     async fn create(&self, id: &SessionId, changes: &ChangeSet) -> Result<Expiry, Error> {
         let data = Json(Value::Object(changes.set.clone()));
         let user = changes.user.clone().flatten();
-        let rows = self
-            .run(
-                &self.sql.create,
-                &[&id.hash().as_slice(), &data, &changes.created_at, &user],
-            )
-            .await?;
+        let hash = id.hash();
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &hash.as_slice(),
+            &data,
+            &changes.created_at,
+            &user,
+            &changes.user_generation,
+        ];
+        let rows = self.run(&self.sql.create, &params).await?;
         match rows.first() {
             Some(row) => Ok(expiry(row)),
+            // The user was signed out everywhere after the session was made.
+            None if changes.user_generation.is_some() => Err(Error::Gone),
             None => Err(Error::store_msg(
                 "a new session id collided with a stored one",
             )),
@@ -541,11 +575,27 @@ impl SessionStore for PostgresStore {
         Ok(!rows.is_empty())
     }
 
-    async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
+    async fn destroy_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        expected_generation: Option<i64>,
+    ) -> Result<Revoked, Error> {
         let keep = keep.map(|id| id.hash().to_vec());
-        let rows = self.run(&self.sql.destroy_user, &[&user, &keep]).await?;
-        let ended: i64 = rows.first().map_or(0, |row| row.get(0));
-        Ok(u64::try_from(ended).unwrap_or(0))
+        let params: [&(dyn ToSql + Sync); 3] = [&user, &keep, &expected_generation];
+        let rows = self.run(&self.sql.destroy_user, &params).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::store_msg("no answer to ending a user's sessions"))?;
+        let ended: i64 = column(row, 0)?;
+        let generation: Option<i64> = column(row, 1)?;
+        match generation {
+            Some(generation) => Ok(Revoked {
+                ended: u64::try_from(ended).unwrap_or(0),
+                generation,
+            }),
+            None => Err(Error::Gone),
+        }
     }
 
     async fn user_generation(&self, user: &str) -> Result<i64, Error> {

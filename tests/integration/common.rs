@@ -15,7 +15,8 @@ use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::serde::json::{json, Value};
 use rocket::{Build, Rocket};
 use rocket_tessera::{
-    ChangeSet, Error, Expiry, Loaded, SessionHandle, SessionId, SessionInfo, SessionStore, Sessions,
+    ChangeSet, Error, Expiry, Loaded, Revoked, SessionHandle, SessionId, SessionInfo, SessionStore,
+    Sessions,
 };
 use tokio_postgres::NoTls;
 
@@ -561,8 +562,15 @@ impl SessionStore for Counting {
         self.inner.destroy_by_handle(user, handle).await
     }
 
-    async fn destroy_user(&self, user: &str, keep: Option<&SessionId>) -> Result<u64, Error> {
-        self.inner.destroy_user(user, keep).await
+    async fn destroy_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        expected_generation: Option<i64>,
+    ) -> Result<Revoked, Error> {
+        self.inner
+            .destroy_user(user, keep, expected_generation)
+            .await
     }
 
     async fn user_generation(&self, user: &str) -> Result<i64, Error> {

@@ -7,7 +7,7 @@ use rocket::http::{Method, Status};
 use rocket::serde::json::{json, Value};
 use rocket_tessera::{Error, SessionAdmin, SessionId};
 
-use crate::common::{issued, request, untracked, Env, Mode};
+use crate::common::{issued, request, spawn_request, untracked, Env, Mode};
 use crate::probe::probe_on;
 
 #[rocket::async_test]
@@ -189,4 +189,57 @@ async fn logging_out_everywhere_voids_every_sealed_cookie_of_the_user() {
     let admin = client.rocket().state::<SessionAdmin>().unwrap();
     admin.destroy_all("ann").await.unwrap();
     assert_eq!(user_of(&client, &tablet).await, Value::Null);
+}
+
+#[rocket::async_test]
+async fn logging_out_the_others_loses_to_an_earlier_log_out_everywhere() {
+    let env = Env::cookie_with_store().await;
+    let p = probe_on(env.figment(json!({ "cleanup_interval": 0 })), 1);
+    let gates = p.gates.clone();
+    let client = std::sync::Arc::new(untracked(p.rocket).await);
+    let laptop = sign_in(&client, "ann").await;
+    let phone = sign_in(&client, "ann").await;
+
+    // The laptop's request has opened its cookie when the phone signs ann
+    // out everywhere.
+    let slow = spawn_request(
+        &client,
+        Method::Post,
+        "/slow-logout-others/g",
+        Some(&laptop),
+        "",
+    );
+    gates.reached("g").await;
+    let answer = request(&client, Method::Post, "/me/logout-all", Some(&phone), "").await;
+    assert_eq!(answer.status, Status::Ok, "{answer:?}");
+    gates.release("g");
+
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, Status::Conflict, "{answer:?}");
+    for cookie in std::iter::once(laptop).chain(issued(&answer)) {
+        assert_eq!(user_of(&client, &cookie).await, Value::Null);
+    }
+}
+
+#[rocket::async_test]
+async fn a_session_moving_to_the_store_during_a_log_out_everywhere_stays_out() {
+    let env = Env::cookie_with_store().await;
+    let db = env.db();
+    let p = probe_on(env.figment(json!({ "cleanup_interval": 0 })), 1);
+    let gates = p.gates.clone();
+    let client = std::sync::Arc::new(untracked(p.rocket).await);
+    let laptop = sign_in(&client, "ann").await;
+
+    // The laptop's write outgrows the cookie; it is held until ann has
+    // been signed out everywhere.
+    let big = format!("\"{}\"", "x".repeat(5000));
+    let slow = spawn_request(&client, Method::Put, "/slow/g/big", Some(&laptop), &big);
+    gates.reached("g").await;
+    let admin = client.rocket().state::<SessionAdmin>().unwrap();
+    admin.destroy_all("ann").await.unwrap();
+    gates.release("g");
+
+    let answer = slow.await.unwrap();
+    answer.assert_conflict();
+    assert_eq!(db.count().await, 0, "no session of ann came back");
 }

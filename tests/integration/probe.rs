@@ -196,6 +196,19 @@ async fn logout_others(session: Session<'_>) -> Result<Json<Value>, Status> {
     Ok(Json(json!({ "ended": ended })))
 }
 
+/// Waits at gate `gate` after loading, then ends the user's other
+/// sessions.
+#[post("/slow-logout-others/<gate>")]
+async fn slow_logout_others(
+    session: Session<'_>,
+    gates: &State<Arc<Gates>>,
+    gate: &str,
+) -> Result<Json<Value>, Status> {
+    pass(gates, gate).await?;
+    let ended = session.destroy_other_sessions().await.map_err(status)?;
+    Ok(Json(json!({ "ended": ended })))
+}
+
 #[post("/me/logout-all")]
 async fn logout_all(session: Session<'_>) -> Result<Json<Value>, Status> {
     let ended = session.destroy_all_sessions().await.map_err(status)?;
@@ -244,6 +257,7 @@ pub fn mount(rocket: Rocket<Build>, round: usize) -> Probe {
                 my_sessions,
                 end_one,
                 logout_others,
+                slow_logout_others,
                 logout_all,
             ],
         );

@@ -330,6 +330,27 @@ async fn the_demo_lists_and_signs_out_devices() {
 }
 
 #[rocket::async_test]
+async fn a_stored_session_behind_its_users_generation_is_void() {
+    let db = TestDb::new().await;
+    let (client, _) = app(&db).await;
+    let ann = sign_in(&client, "ann").await;
+    let bob = sign_in(&client, "bob").await;
+    // As a "log out everywhere" whose DELETE missed a row stored by a
+    // request in flight would leave things.
+    db.exec("INSERT INTO {schema}.sessions_revocations (user_id, valid_after, generation) VALUES ('ann', now(), 1)")
+        .await;
+    let answer = request(&client, Method::Get, "/me", Some(&ann), "").await;
+    assert_eq!(answer.json()["user"], Value::Null);
+    let answer = request(&client, Method::Get, "/me", Some(&bob), "").await;
+    assert_eq!(answer.json()["user"], json!("bob"));
+
+    // A session stored from now on is made under the new generation.
+    let ann = sign_in(&client, "ann").await;
+    let answer = request(&client, Method::Get, "/me", Some(&ann), "").await;
+    assert_eq!(answer.json()["user"], json!("ann"));
+}
+
+#[rocket::async_test]
 async fn the_store_counts_each_log_out_everywhere() {
     let db = TestDb::new().await;
     let config = Config::from_figment(&db.figment(json!({}))).unwrap();
@@ -337,14 +358,14 @@ async fn the_store_counts_each_log_out_everywhere() {
     store.prepare(&config).await.unwrap();
     assert_eq!(store.user_generation("ann").await.unwrap(), 0);
 
-    store.destroy_user("ann", None).await.unwrap();
+    store.destroy_user("ann", None, None).await.unwrap();
     assert_eq!(store.user_generation("ann").await.unwrap(), 1);
     let age: f64 = db
         .scalar("SELECT extract(epoch FROM now() - valid_after)::float8 FROM {schema}.sessions_revocations")
         .await;
     assert!(age < 60.0, "the instant is recorded too, for the sweep");
 
-    store.destroy_user("ann", None).await.unwrap();
+    store.destroy_user("ann", None, None).await.unwrap();
     assert_eq!(store.user_generation("ann").await.unwrap(), 2);
     assert_eq!(store.user_generation("bob").await.unwrap(), 0);
 }
