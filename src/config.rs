@@ -159,10 +159,15 @@ pub struct Config {
     /// included, is answered with `409 Conflict` and the response sets no
     /// cookie, so the client keeps the new one. At most 300.
     ///
-    /// `0` ends the old id at once. A longer window is also longer for
-    /// whoever else holds the old id (a fixated or stolen cookie), so keep
-    /// it to the few seconds a request takes. It applies to sessions in the
-    /// store; a sealed cookie has no server-side id to keep.
+    /// `0` ends the old id at once. A window reopens session fixation for
+    /// its length: whoever else holds the old id (a cookie planted before
+    /// sign-in, or a stolen one) reads the signed-in session, data written
+    /// after the sign-in and [`Session::user`](crate::Session::user)
+    /// included, until it closes. Keep it to the few seconds a request
+    /// takes, and have guards that authorise refuse a session for which
+    /// [`Session::is_read_only`](crate::Session::is_read_only) is true. It
+    /// applies to sessions in the store; a sealed cookie has no server-side
+    /// id to keep.
     ///
     /// _Default:_ `0`.
     pub regenerate_grace: u64,

@@ -100,7 +100,8 @@
 //!
 //! # Many requests, many devices, many instances
 //!
-//! - **No lost updates, no resurrection.** Writes merge the changed keys;
+//! - **No lost updates across keys, no resurrection.** Writes merge the
+//!   changed keys (for one key the last writer wins);
 //!   a stored session is only ever updated, so a request that outlives a
 //!   logout, a new id or the session's expiry cannot bring it back. The
 //!   rules are under "Concurrent requests" on [`Session`].

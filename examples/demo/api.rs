@@ -82,6 +82,11 @@ fn login(session: Session<'_>, login: Json<Login>) -> ApiResult {
             "`user` must be 1 to 100 characters",
         ));
     }
+    // Another user signing in on this browser starts from nothing: the
+    // previous user's data is not theirs.
+    if session.user().is_some_and(|current| current != user) {
+        session.clear();
+    }
     // A new id on every sign-in: a cookie planted before it is worthless.
     session.regenerate();
     // The name doubles as the user id that ties the session to its user
@@ -101,7 +106,11 @@ fn user_error(e: Error) -> ApiError {
         // Cookie mode without a store: sealed sessions cannot be listed or
         // ended elsewhere.
         Error::Unsupported => Status::NotImplemented,
-        _ => Status::ServiceUnavailable,
+        // The cause goes to the log, not to the client.
+        _ => {
+            log::error!("demo: a per-user call failed: {e}");
+            return api_error(Status::ServiceUnavailable, "the session store failed");
+        }
     };
     api_error(status, e.to_string())
 }

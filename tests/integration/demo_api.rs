@@ -134,15 +134,27 @@ async fn login_creates_or_regenerates_and_logout_clears() {
         .header(cookie(&first))
         .dispatch()
         .await;
+    // Signing in again as ann keeps her data under a new id.
     let res = client
         .post("/api/login")
         .header(cookie(&first))
+        .body(r#"{"user":"ann"}"#)
+        .dispatch()
+        .await;
+    let again = cookie_value(&res, NAME).unwrap();
+    assert_ne!(first, again);
+    assert_eq!(json_of(res).await, json!({ "user": "ann", "counter": 1 }));
+
+    // Another user on the same browser starts from nothing.
+    let res = client
+        .post("/api/login")
+        .header(cookie(&again))
         .body(r#"{"user":"bob"}"#)
         .dispatch()
         .await;
     let second = cookie_value(&res, NAME).unwrap();
-    assert_ne!(first, second);
-    assert_eq!(json_of(res).await, json!({ "user": "bob", "counter": 1 }));
+    assert_ne!(again, second);
+    assert_eq!(json_of(res).await, json!({ "user": "bob" }));
 
     let res = client
         .post("/api/logout")

@@ -263,7 +263,7 @@ async fn regenerate_moves_the_data_to_a_new_id_in_one_statement() {
     let res = client
         .post("/api/login")
         .header(with_cookie(&id))
-        .body(r#"{"user":"bob"}"#)
+        .body(r#"{"user":"ann"}"#)
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Ok);
@@ -285,7 +285,7 @@ async fn regenerate_moves_the_data_to_a_new_id_in_one_statement() {
     assert_eq!(get_json(&client, &id).await.0, json!({}));
     assert_eq!(
         get_json(&client, &new_id).await.0,
-        json!({ "user": "bob", "cart": [1, 2] })
+        json!({ "user": "ann", "cart": [1, 2] })
     );
 }
 
