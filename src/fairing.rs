@@ -99,6 +99,11 @@ impl Shared {
         }
     }
 
+    /// Whether sessions are sealed in the cookie (cookie mode).
+    pub(crate) fn is_sealing(&self) -> bool {
+        matches!(self.backend, Backend::Cookie { .. })
+    }
+
     /// Runs a store call within `operation_timeout`.
     pub(crate) async fn call<T>(
         &self,
@@ -270,21 +275,16 @@ impl Fairing for Sessions {
                 return Err(rocket);
             }
         };
-        let (store, sealing) = match &backend {
-            Backend::Store(store) => (Some(store.clone()), false),
-            Backend::Cookie { spill, .. } => (spill.clone(), true),
-        };
-        let admin = SessionAdmin::new(
-            store,
-            sealing,
-            config.operation_timeout(),
-            config.cleanup_batch,
-        );
         let shared = Shared {
             config,
             backend,
             cleanup: Mutex::new(None),
         };
+        let admin = SessionAdmin::new(
+            shared.store().cloned(),
+            shared.config.operation_timeout(),
+            shared.config.cleanup_batch,
+        );
         Ok(rocket.manage(shared).manage(admin))
     }
 

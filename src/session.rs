@@ -385,8 +385,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// Writes the pending changes of a request's session, logging a failure
 /// once: here, whether the caller is `save()` or the response fairing.
 pub(crate) async fn flush(shared: &Shared, state: &Mutex<State>) -> Result<(), Error> {
-    let sealing = matches!(shared.backend, Backend::Cookie { .. });
-    let plan = match lock(state).plan(sealing) {
+    let plan = match lock(state).plan(shared.is_sealing()) {
         Ok(plan) => plan,
         Err(Refusal::ReadOnly) => {
             log::warn!(
@@ -823,8 +822,10 @@ async fn load(req: &Request<'_>, shared: &Shared) -> Slot {
     let Some(store) = shared.store().filter(|_| !candidates.is_empty()) else {
         return Slot::Ready(Box::new(Mutex::new(state)));
     };
-    let sealing = matches!(shared.backend, Backend::Cookie { .. });
-    let not_before = shared.config.not_before_unix().filter(|_| sealing);
+    let not_before = shared
+        .config
+        .not_before_unix()
+        .filter(|_| shared.is_sealing());
     match shared.call(store.load(&candidates)).await {
         // Cookie mode's `not_before` ends the sessions that moved to the
         // store as it ends sealed ones.

@@ -437,9 +437,6 @@ impl Session<'_> {
 pub struct SessionAdmin {
     /// The store, when the application has one.
     store: Option<Arc<dyn SessionStore>>,
-    /// Cookie mode: sessions may be sealed in cookies, out of the store's
-    /// reach.
-    sealing: bool,
     timeout: Duration,
     batch: u64,
 }
@@ -447,13 +444,11 @@ pub struct SessionAdmin {
 impl SessionAdmin {
     pub(crate) fn new(
         store: Option<Arc<dyn SessionStore>>,
-        sealing: bool,
         timeout: Duration,
         batch: u64,
     ) -> SessionAdmin {
         SessionAdmin {
             store,
-            sealing,
             timeout,
             batch,
         }
@@ -536,7 +531,6 @@ impl fmt::Debug for SessionAdmin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionAdmin")
             .field("store", &self.store.is_some())
-            .field("sealing", &self.sealing)
             .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
